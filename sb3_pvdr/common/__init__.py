@@ -1,0 +1,1 @@
+"""Shared helpers: one-line user errors, atomic checkpoints, device selection."""
