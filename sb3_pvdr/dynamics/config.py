@@ -1,0 +1,163 @@
+"""Configuration of the visual dynamics model (paper Table 2), with named profiles.
+
+- ``"cpu"`` (default): 64x64 frames tokenized to 8x8 grids with K=256 codes (the ``cpu`` tokenizer
+  profile), sized so that pre-training on 2 CPU cores for 1-2 hours learns something: dim 256,
+  feed-forward 512, 4 heads, depths 2 / 2 / 3 (encoder / prior / decoder), 4x4 temporal windows
+  (a quarter of the 8x8 grid; 2x2 would mimic the paper's 1/16 of a frame but leaves temporal
+  attention only 4 tokens per frame, too local for such shallow stacks), z grid 8x8x16.
+- ``"paper"``: Table 2 exactly: 16x16 grid, 4x4 windows, m=2, l=6, z 16x16x32, attention dim 512,
+  feed-forward 512, token embedding 1024, depths 6 / 6 / 3, 4 heads. Table 2 gives no dropout: 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from sb3_pvdr.common.errors import ConfigError
+
+_TUPLE_FIELDS = ("grid", "window")
+
+
+@dataclass
+class DynamicsConfig:
+    """Sizes of the visual dynamics CVAE (encoder E, prior P, decoder D) and its ST transformers.
+
+    :param codebook_size: K, the number of tokenizer codes
+    :param grid: token grid (h, w) of one frame
+    :param m: number of context frames x
+    :param l: number of future frames y
+    :param z_dim: d_z, channels of the latent grid z of shape (h, w, d_z)
+    :param dim: attention (model) dimension of every ST transformer
+    :param ff_dim: hidden size of the feed-forward layers
+    :param heads: attention heads (``dim`` must be divisible by it)
+    :param depth_encoder: ST units (spatial attn + FF + temporal attn + FF) of the encoder E
+    :param depth_prior: ST units of the prior P
+    :param depth_decoder: ST units of the decoder D
+    :param window: temporal-attention window (b, d) in tokens; must divide ``grid``
+    :param dropout: dropout in attention and feed-forward layers
+    :param token_dim: width of the token embedding table; ``None`` means ``dim``. When it differs
+        from ``dim`` (paper: 1024 vs 512) the table is followed by a linear projection to ``dim``.
+    """
+
+    codebook_size: int = 256
+    grid: tuple[int, int] = (8, 8)
+    m: int = 2
+    l: int = 6  # noqa: E741 (the paper's name)
+    z_dim: int = 16
+    dim: int = 256
+    ff_dim: int = 512
+    heads: int = 4
+    depth_encoder: int = 2
+    depth_prior: int = 2
+    depth_decoder: int = 3
+    window: tuple[int, int] = (4, 4)
+    dropout: float = 0.0
+    token_dim: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        for name in _TUPLE_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, int):
+                value = (value, value)
+            try:
+                value = tuple(int(v) for v in value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"DynamicsConfig.{name} must be two integers (h, w), got {value!r}") from None
+            if len(value) != 2 or min(value) < 1:
+                raise ConfigError(f"DynamicsConfig.{name} must be two positive integers (h, w), got {value!r}")
+            setattr(self, name, value)
+        positive = ["codebook_size", "m", "l", "z_dim", "dim", "ff_dim", "heads"]
+        positive += ["depth_encoder", "depth_prior", "depth_decoder"]
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"DynamicsConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.token_dim is not None and (not isinstance(self.token_dim, int) or self.token_dim < 1):
+            raise ConfigError(f"DynamicsConfig.token_dim must be a positive integer or null, got {self.token_dim!r}")
+        if self.dim % self.heads != 0:
+            raise ConfigError(f"DynamicsConfig.dim={self.dim} must be divisible by heads={self.heads}")
+        if self.grid[0] % self.window[0] or self.grid[1] % self.window[1]:
+            raise ConfigError(f"DynamicsConfig.window={self.window} must divide grid={self.grid}; pick e.g. (2, 2) or (4, 4)")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ConfigError(f"DynamicsConfig.dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the token embedding table (``token_dim`` or ``dim``)."""
+        return self.token_dim or self.dim
+
+    @classmethod
+    def profile(cls, name: str = "cpu") -> DynamicsConfig:
+        """Named profile: ``"cpu"`` (default) or ``"paper"`` (Table 2)."""
+        if name not in PROFILES:
+            raise ConfigError(f"unknown dynamics profile {name!r}; choose one of {sorted(PROFILES)}")
+        return dataclasses.replace(PROFILES[name])
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DynamicsConfig:
+        """Build from a plain dict (yaml/json/checkpoint); unknown keys raise :class:`ConfigError`."""
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ConfigError(f"unknown DynamicsConfig keys {unknown}; valid keys: {valid}")
+        return cls(**data)
+
+    @classmethod
+    def from_spec(cls, spec: Union[str, Path, dict[str, Any], DynamicsConfig]) -> DynamicsConfig:
+        """Resolve a profile name (``"cpu"``, ``"paper"``), a yaml/json file, a dict or a config.
+
+        A file may hold ``profile: NAME`` plus overrides of that profile's fields.
+        """
+        if isinstance(spec, DynamicsConfig):
+            return dataclasses.replace(spec)
+        if isinstance(spec, dict):
+            data = dict(spec)
+        elif str(spec) in PROFILES:
+            return cls.profile(str(spec))
+        else:
+            path = Path(spec)
+            if not path.is_file():
+                raise ConfigError(f"dynamics config {spec!r} is neither a profile {sorted(PROFILES)} nor a file")
+            text = path.read_text()
+            if path.suffix == ".json":
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path} must hold a mapping of DynamicsConfig fields")
+        base = data.pop("profile", None)
+        if base is None:
+            return cls.from_dict(data)
+        return cls.from_dict({**asdict(cls.profile(base)), **data})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (tuples as lists) for yaml/json; ``from_dict`` reads it back."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+PROFILES: dict[str, DynamicsConfig] = {
+    "cpu": DynamicsConfig(),
+    "paper": DynamicsConfig(
+        codebook_size=256,
+        grid=(16, 16),
+        m=2,
+        l=6,
+        z_dim=32,
+        dim=512,
+        ff_dim=512,
+        heads=4,
+        depth_encoder=6,
+        depth_prior=6,
+        depth_decoder=3,
+        window=(4, 4),
+        dropout=0.0,
+        token_dim=1024,
+    ),
+}
+
+__all__ = ["PROFILES", "DynamicsConfig"]

@@ -1,0 +1,210 @@
+"""Gymnasium wrapper that turns the image-goal env into PVDR's planning MDP (paper §4.2-4.3).
+
+Observation: ``Dict(context_tokens=(m, h, w) int64, z_star=(h, w, d_z) float32)``, i.e. the state
+(x_t, z_t*) of the MDP in which the action alignment module Pi is a policy. The reward is the env's
+(-||o_{t+1} - g||_1 + success reward); the planning-oriented part of eq. (6) is added by the PVDR algorithm
+when it relabels its rollout buffer (it needs frames that arrive up to l steps later), see
+:mod:`sb3_pvdr.planning.relabel`.
+
+What the wrapper keeps and reports:
+
+- the last m frames' tokens (the context x_t); at reset the first frame is repeated m times;
+- every ``replan_every`` steps a new plan (eq. (2)); in between z* and the plan are held, the plan shifted
+  by the steps since it was made (``replan_every`` must not exceed l);
+- ``info`` (reset and step), read by the PVDR algorithm's rollout buffer and by the video callback:
+
+  ``plan_tokens`` (l, h, w) int64   the plan chosen for the observation being returned;
+  ``plan_offset`` int               steps since that plan was made (0 when ``replan_every == 1``);
+  ``next_tokens`` (h, w) int64      tokens of the frame o_{t+1} just observed (step only);
+  ``plan_errors`` (l,) float32      ``d(o_{t+1}, y^_{t-k})`` for k < l: the new frame against what the plan of
+                                    step t-k predicted for it, NaN where no plan of this episode covers it
+                                    (step only);
+  ``frame`` (H, W, 3) uint8         o_{t+1} itself (reset: o_0), for videos;
+  ``goal`` (H, W, 3) uint8          g, for the goal-oriented prior loss of the fine-tuning stage.
+
+Why no VecEnv wrapper: each env plans its own N candidates in one batch (``n_candidates`` x l frames through
+the decoder and the tokenizer). Batching across envs as well would only pay off on a GPU with many envs;
+on the CPU defaults (one env, 2 cores) it would add a synchronisation point for no speed-up, and a
+Gymnasium wrapper keeps ``check_env``, ``make_vec_env`` and rl-zoo's ``env_wrapper`` working unchanged.
+The models are *shared* objects: the PVDR algorithm binds its own (fine-tuned) tokenizer and dynamics model
+to every env it drives with :meth:`PlanningWrapper.bind_planner` (by reference in a ``DummyVecEnv``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Optional, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from sb3_pvdr.common.errors import ConfigError
+from sb3_pvdr.planning.planner import PathOrModule, Planner, load_planning_models
+from sb3_pvdr.planning.relabel import frame_distance
+
+
+class PlanningWrapper(gym.Wrapper):
+    """PVDR planning wrapper: observation (context tokens x_t, planned latent z_t*), plan in ``info``.
+
+    Paper: "Pre-trained Visual Dynamics Representations for Efficient Policy Learning" (ECCV 2024), §4.2, eq. (2).
+
+    :param env: image-goal env with ``Dict(observation, desired_goal)`` uint8 ``(H, W, 3)`` observations
+        (``sb3_pvdr.envs.make_metaworld_env``)
+    :param tokenizer: ``VQTokenizer`` or its checkpoint path
+    :param dynamics: ``VisualDynamicsModel`` or its checkpoint path (pre-trained by ``python -m sb3_pvdr.pretrain``)
+    :param n_candidates: N, latents sampled from the prior per planning call
+    :param replan_every: plan every this many steps (1 = every step, as in the paper); at most l
+    :param random_z: ablation "PVDR random": z* ~ N(0, I) instead of planning
+    :param device: device for models loaded from paths (modules passed in keep their device)
+    :param seed: seed of the prior-sampling generator (``reset(seed=...)`` re-seeds it)
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        tokenizer: PathOrModule,
+        dynamics: PathOrModule,
+        n_candidates: int = 16,
+        replan_every: int = 1,
+        random_z: bool = False,
+        device: str = "cpu",
+        seed: Optional[int] = None,
+    ) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        if not isinstance(space, spaces.Dict) or not {"observation", "desired_goal"} <= set(space.spaces):
+            raise ConfigError(
+                f"PlanningWrapper needs an image-goal env with Dict(observation, desired_goal) observations, got {space}"
+            )
+        self._image_shape = tuple(space["observation"].shape)
+        tokenizer, dynamics = load_planning_models(tokenizer, dynamics, device)
+        self._check_image_size(tokenizer)
+        self.planner = Planner(tokenizer, dynamics)
+        cfg = dynamics.config
+        self.m, self.l = cfg.m, cfg.l
+        self.configure(n_candidates=n_candidates, replan_every=replan_every, random_z=random_z)
+        h, w = dynamics.grid_size
+        self.observation_space = spaces.Dict(
+            {
+                "context_tokens": spaces.Box(0, dynamics.codebook_size - 1, (self.m, h, w), dtype=np.int64),
+                "z_star": spaces.Box(-np.inf, np.inf, dynamics.z_shape, dtype=np.float32),
+            }
+        )
+        self._generator = torch.Generator(device=self.planner.device)
+        if seed is not None:
+            self._generator.manual_seed(seed)
+        self._context: Optional[np.ndarray] = None
+        self._goal: Optional[np.ndarray] = None
+        self._plan = None
+        self._plan_offset = 0
+        # plans in force at the last l steps of this episode: (plan frames (l, H, W, 3), offset), oldest first
+        self._history: deque[tuple[np.ndarray, int]] = deque(maxlen=self.l)
+
+    # ------------------------------------------------------------------ configuration
+    def _check_image_size(self, tokenizer: Any) -> None:
+        expected = (tokenizer.image_size, tokenizer.image_size, 3)
+        if self._image_shape != expected:
+            raise ConfigError(
+                f"env frames are {self._image_shape} but the tokenizer expects {expected}; "
+                f"make the env with image_size={tokenizer.image_size}"
+            )
+
+    def configure(self, n_candidates: Optional[int] = None, replan_every: Optional[int] = None, random_z: Optional[bool] = None) -> None:
+        """Change the planning settings (``None`` keeps a setting); the PVDR algorithm calls this on bound envs."""
+        if n_candidates is not None:
+            if int(n_candidates) < 1:
+                raise ConfigError(f"n_candidates must be >= 1, got {n_candidates}")
+            self.n_candidates = int(n_candidates)
+        if replan_every is not None:
+            if not 1 <= int(replan_every) <= self.l:
+                raise ConfigError(f"replan_every must be in [1, l={self.l}] (a plan covers l steps), got {replan_every}")
+            self.replan_every = int(replan_every)
+        if random_z is not None:
+            self.random_z = bool(random_z)
+
+    def bind_planner(self, tokenizer: Any, dynamics: Any, **settings: Any) -> None:
+        """Plan with these (shared) models from now on; ``settings`` go to :meth:`configure`.
+
+        :raises ConfigError: the models would change the observation space
+        """
+        tokenizer, dynamics = load_planning_models(tokenizer, dynamics)
+        self._check_image_size(tokenizer)
+        h, w = dynamics.grid_size
+        if (dynamics.config.m, dynamics.config.l) != (self.m, self.l) or self.observation_space["z_star"].shape != dynamics.z_shape:
+            raise ConfigError(
+                f"cannot bind a dynamics model with m={dynamics.config.m}, l={dynamics.config.l}, z {dynamics.z_shape} "
+                f"to an env built for m={self.m}, l={self.l}, z {self.observation_space['z_star'].shape}"
+            )
+        if self.observation_space["context_tokens"].shape[1:] != (h, w):
+            raise ConfigError(f"token grid {(h, w)} differs from the env's {self.observation_space['context_tokens'].shape[1:]}")
+        self.planner = Planner(tokenizer, dynamics)
+        if self._generator.device != self.planner.device:
+            self._generator = torch.Generator(device=self.planner.device).manual_seed(int(self._generator.initial_seed()))
+        self.configure(**settings)
+
+    # ------------------------------------------------------------------ helpers
+    def _encode(self, frame: np.ndarray) -> np.ndarray:
+        return self.planner.tokenizer.encode(frame[None])[0].cpu().numpy()
+
+    def _replan(self) -> None:
+        self._plan = self.planner.plan(
+            torch.from_numpy(self._context),
+            torch.from_numpy(self._goal),
+            self.n_candidates,
+            generator=self._generator,
+            random_z=self.random_z,
+        )
+        self._plan_frames = self._plan.frames.cpu().numpy()
+        self._plan_offset = 0
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        return {"context_tokens": self._context.copy(), "z_star": self._plan.z_star.cpu().numpy().astype(np.float32)}
+
+    def _plan_info(self, info: dict[str, Any], frame: np.ndarray) -> dict[str, Any]:
+        info = dict(info)
+        info["plan_tokens"] = self._plan.tokens.cpu().numpy()
+        info["plan_offset"] = self._plan_offset
+        info["frame"] = frame
+        info["goal"] = self._goal
+        return info
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        if seed is not None:
+            self._generator.manual_seed(seed)
+        frame = obs["observation"]
+        self._goal = np.asarray(obs["desired_goal"])
+        self._context = np.repeat(self._encode(frame)[None], self.m, axis=0)  # only o_0 exists yet
+        self._history.clear()
+        self._replan()
+        self._history.append((self._plan_frames, 0))
+        return self._observation(), self._plan_info(info, frame)
+
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
+        if self._context is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        frame = obs["observation"]
+        # the new frame o_{t+1} against what the plans of steps t, t-1, ..., t-l+1 predicted for it
+        plan_errors = np.full(self.l, np.nan, dtype=np.float32)
+        for k, (plan_frames, offset) in enumerate(reversed(self._history)):
+            if offset + k < self.l:
+                plan_errors[k] = frame_distance(frame, plan_frames[offset + k])
+        tokens = self._encode(frame)
+        self._context = np.concatenate((self._context[1:], tokens[None]), axis=0)
+        self._goal = np.asarray(obs["desired_goal"])
+        if self._plan_offset + 1 >= self.replan_every:
+            self._replan()
+        else:
+            self._plan_offset += 1
+        self._history.append((self._plan_frames, self._plan_offset))
+        info = self._plan_info(info, frame)
+        info["next_tokens"] = tokens
+        info["plan_errors"] = plan_errors
+        return self._observation(), reward, terminated, truncated, info
+
+
+__all__ = ["PlanningWrapper"]

@@ -1,0 +1,283 @@
+"""Callbacks of the online stage: recording the planning infos, fine-tuning the visual dynamics model between
+rollouts (Algorithm 1, lines 7-9), and tensorboard videos of the plans.
+
+Paper: PVDR (Luo, Zhou, Lu, ECCV 2024), §4.3 eqs. (3)-(4), Algorithm 1.
+
+Loss reductions follow :meth:`VisualDynamicsModel.loss` (nats per future token), so ``lambda_1`` and the
+pre-training balance carry over:
+
+- L_rec (eq. (3)): token cross-entropy of D(y | x, z ~ E(x, y)), plus ``lambda_1`` times the bottleneck KL
+  (eq. (3) omits it; set ``lambda_1: 0`` for eq. (3) literally; the default keeps pre-training's 1e-3 so the
+  fine-tuned posterior head does not drift from N(0, I), where the prior samples live). E is frozen except
+  ``posterior_head`` (footnote 3); the gradient updates D and that head.
+- L_prior (eq. (4)): KL(P(.|x) || sg[E(.|x, y)]) + ``lambda_2`` * ||y^ - g||_1 with y^ ~ D(x, z ~ P(.|x)). The
+  plan y^ is generated greedily (as at inference), then one teacher-forced pass on the generated tokens gives
+  the same logits with a graph to z; their softmax probabilities go through ``tokenizer.decode_soft`` (the
+  probability-weighted codebook embedding of each token) to pixels, compared with g by the planner's
+  distance (mean over plan frames and pixels). Only P's parameters are updated by it (eq. (4) is L(theta)).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Optional
+
+import imageio.v3 as imageio
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from einops import rearrange
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import TensorBoardOutputFormat
+from tensorboard.compat.proto.summary_pb2 import Summary
+
+from sb3_pvdr.dynamics import LossBreakdown, VisualDynamicsModel
+from sb3_pvdr.planning.planner import eval_mode, plan_goal_distance
+from sb3_pvdr.tokenizer.model import VQTokenizer
+
+if TYPE_CHECKING:
+    from sb3_pvdr.pvdr.pvdr import PVDR
+
+# b - batch, t - frames (l), h w - token grid, k - codebook size, H W c - pixels
+
+
+def reconstruction_loss(dynamics: VisualDynamicsModel, x: th.Tensor, y: th.Tensor, lambda_1: float = 1e-3) -> tuple[th.Tensor, LossBreakdown]:
+    """L_rec of eq. (3) (+ ``lambda_1`` * bottleneck KL), see the module docstring.
+
+    :param x: context tokens ``(b, m, h, w)``
+    :param y: real future tokens ``(b, l, h, w)``
+    :return: loss and ``LossBreakdown(recon, kl_bottleneck, kl_prior=0, accuracy)``
+    """
+    q = dynamics.posterior(x, y)
+    logits = dynamics.decode_logits(x, y, q.sample()).float()
+    recon = F.cross_entropy(rearrange(logits, "b t h w k -> (b t h w) k"), rearrange(y, "b t h w -> (b t h w)"))
+    kl_bottleneck = q.kl().flatten(1).sum(1).mean() / y[0].numel()
+    with th.no_grad():
+        accuracy = (logits.argmax(dim=-1) == y).float().mean()
+    zero = th.zeros((), device=recon.device)
+    return recon + lambda_1 * kl_bottleneck, LossBreakdown(recon, kl_bottleneck, zero, accuracy)
+
+
+def prior_loss(
+    dynamics: VisualDynamicsModel,
+    tokenizer: VQTokenizer,
+    x: th.Tensor,
+    y: th.Tensor,
+    goals: th.Tensor,
+    lambda_2: float = 0.8,
+) -> tuple[th.Tensor, dict[str, th.Tensor]]:
+    """L_prior of eq. (4): KL(P || sg[E]) + ``lambda_2`` * goal distance of the plan decoded from z ~ P.
+
+    :param x: context tokens ``(b, m, h, w)``
+    :param y: real future tokens ``(b, l, h, w)`` (for the posterior of the KL term)
+    :param goals: goal images ``(b, H, W, 3)`` uint8
+    :param lambda_2: weight of the goal-oriented term (0: ablation "w/o prior opt")
+    :return: loss and ``{"kl_prior", "goal"}``
+    """
+    n_tokens = y[0].numel()
+    with th.no_grad():
+        q = dynamics.posterior(x, y)
+    p = dynamics.prior(x)
+    kl_prior = p.kl(q).flatten(1).sum(1).mean() / n_tokens
+    goal = th.zeros((), device=kl_prior.device)
+    if lambda_2 > 0:
+        z = p.sample()
+        with th.no_grad(), eval_mode(dynamics):
+            plan = dynamics.generate(x, z.detach())  # greedy, as at inference
+        logits = dynamics.decode_logits(x, plan, z)  # = the generation's logits, differentiable w.r.t. z
+        probs = rearrange(logits.float().softmax(dim=-1), "b t h w k -> (b t) h w k")
+        frames = rearrange(tokenizer.decode_soft(probs), "(b t) H W c -> b t H W c", b=x.shape[0])
+        goal = plan_goal_distance(frames, goals).mean()
+    return kl_prior + lambda_2 * goal, {"kl_prior": kl_prior, "goal": goal}
+
+
+def _minibatches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    order = rng.permutation(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+class RolloutRecorderCallback(BaseCallback):
+    """Copies the planning wrapper's infos of every step into the PVDR rollout buffer (added internally by PVDR).
+
+    It runs inside ``collect_rollouts`` after ``env.step`` and before the step is added to the buffer, which is
+    the one place SB3 exposes ``infos`` without copying ``collect_rollouts``.
+    """
+
+    def _on_step(self) -> bool:
+        self.model.rollout_buffer.record(self.locals["infos"], self.locals["dones"])
+        return True
+
+
+class DynamicsFineTuneCallback(BaseCallback):
+    """Algorithm 1 lines 8-9 at the end of every fine-tuning rollout (E1) of PVDR (added internally by PVDR).
+
+    Rollouts alternate: ``finetune_rollouts`` fine-tuning rollouts (E1: the visual dynamics model is updated,
+    the policy is not), then ``align_rollouts`` alignment rollouts (E2: rewards relabelled, the policy is
+    trained with PPO + L_act). The schedule lives in :attr:`PVDR.rollout_phase`; this callback reads it.
+
+    Experience: (x_t, y_t, g) of every step of the rollout with l real future frames. Line 8 runs
+    ``finetune_epochs`` passes of L_rec over it, then line 9 as many passes of L_prior.
+
+    :param verbose: verbosity
+    """
+
+    model: "PVDR"
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.model.rollout_phase != "finetune":
+            return
+        stats = self.finetune(self.model)
+        for key, value in stats.items():
+            self.logger.record(f"finetune/{key}", value)
+
+    @staticmethod
+    def finetune(model: "PVDR") -> dict[str, float]:
+        """Run lines 8-9 on ``model.rollout_buffer``; return the mean losses."""
+        buffer = model.rollout_buffer
+        futures, mask = buffer.future_tokens()
+        contexts = buffer.observations["context_tokens"][mask]
+        futures, goals = futures[mask], buffer.goals[mask]
+        if len(contexts) == 0:
+            return {}
+        device = model.device
+        dynamics, tokenizer = model.dynamics, model.tokenizer
+        rng = np.random.default_rng(model.seed if model.seed is not None else None)
+        stats: dict[str, list[float]] = {"recon": [], "kl_bottleneck": [], "accuracy": [], "kl_prior": [], "goal": []}
+
+        def batch(idx: np.ndarray) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+            return (
+                th.as_tensor(contexts[idx], device=device),
+                th.as_tensor(futures[idx], device=device),
+                th.as_tensor(goals[idx], device=device),
+            )
+
+        was_training = dynamics.training
+        dynamics.train()
+        try:
+            # line 8: E (posterior head only) and D with L_rec
+            for _ in range(model.finetune_epochs):
+                for idx in _minibatches(len(contexts), model.finetune_batch_size, rng):
+                    x, y, _ = batch(idx)
+                    loss, parts = reconstruction_loss(dynamics, x, y, model.lambda_1)
+                    model.dynamics_optimizer.zero_grad()
+                    loss.backward(inputs=model.finetuned_parameters("rec"))
+                    th.nn.utils.clip_grad_norm_(model.finetuned_parameters("rec"), model.max_grad_norm)
+                    model.dynamics_optimizer.step()
+                    stats["recon"].append(parts.recon.item())
+                    stats["kl_bottleneck"].append(parts.kl_bottleneck.item())
+                    stats["accuracy"].append(parts.accuracy.item())
+            # line 9: P with L_prior
+            for _ in range(model.finetune_epochs):
+                for idx in _minibatches(len(contexts), model.finetune_batch_size, rng):
+                    x, y, g = batch(idx)
+                    loss, parts = prior_loss(dynamics, tokenizer, x, y, g, model.lambda_2)
+                    model.prior_optimizer.zero_grad()
+                    loss.backward(inputs=model.finetuned_parameters("prior"))
+                    th.nn.utils.clip_grad_norm_(model.finetuned_parameters("prior"), model.max_grad_norm)
+                    model.prior_optimizer.step()
+                    stats["kl_prior"].append(parts["kl_prior"].item())
+                    stats["goal"].append(parts["goal"].item())
+        finally:
+            dynamics.train(was_training)
+        return {key: float(np.mean(values)) for key, values in stats.items() if values}
+
+
+class PlanVideoCallback(BaseCallback):
+    """Tensorboard video of context | chosen plan | what really happened, every ``every_n_rollouts`` rollouts.
+
+    Each clip shows one planning step t of the first env: l video frames, frame k shows the current frame o_t
+    (left), the plan's frame k (middle) and the real frame o_{t+1+k} (right). Clips are taken every l steps of
+    the rollout, up to ``n_clips``; a clip stops at an episode end.
+
+    The video is written as an animated GIF image summary (tag ``pvdr/plans``, the IMAGES tab of tensorboard)
+    straight to the run's tensorboard writer, because ``SummaryWriter.add_video`` needs ``moviepy.editor``,
+    which moviepy 2 removed. With ``save_dir`` the GIFs are also written to files.
+
+    :param every_n_rollouts: log a video every this many rollouts (the first rollout included)
+    :param n_clips: clips per video
+    :param fps: frames per second of the video
+    :param save_dir: also write ``plans_<timesteps>.gif`` files here (``None``: tensorboard only)
+    :param verbose: verbosity
+    """
+
+    model: "PVDR"
+
+    def __init__(self, every_n_rollouts: int = 5, n_clips: int = 4, fps: int = 4, save_dir: Optional[str] = None, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.every_n_rollouts = every_n_rollouts
+        self.n_clips = n_clips
+        self.fps = fps
+        self.save_dir = save_dir
+        self._n_rollouts = 0
+        self._steps: list[tuple[np.ndarray, np.ndarray, bool]] = []
+        self.last_video: Optional[np.ndarray] = None
+
+    def _recording(self) -> bool:
+        return self._n_rollouts % self.every_n_rollouts == 0
+
+    def _on_rollout_start(self) -> None:
+        self._steps = []
+
+    def _on_step(self) -> bool:
+        if self._recording():
+            info = self.locals["infos"][0]
+            self._steps.append((info["frame"], info["plan_tokens"], bool(self.locals["dones"][0])))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self._recording():
+            video = self.make_video(self._steps, self.model.tokenizer, self.n_clips)
+            if video is not None:
+                self.last_video = video
+                self._write(video)
+        self._n_rollouts += 1
+
+    def _write(self, video: np.ndarray) -> None:
+        gif = imageio.imwrite("<bytes>", video, extension=".gif", duration=1000 / self.fps, loop=0)
+        if self.save_dir is not None:
+            os.makedirs(self.save_dir, exist_ok=True)
+            with open(os.path.join(self.save_dir, f"plans_{self.num_timesteps}.gif"), "wb") as f:
+                f.write(gif)
+        height, width = video.shape[1:3]
+        summary = Summary(
+            value=[Summary.Value(tag="pvdr/plans", image=Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif))]
+        )
+        for output in self.logger.output_formats:
+            if isinstance(output, TensorBoardOutputFormat):
+                output.writer.file_writer.add_summary(summary, self.num_timesteps)
+                output.writer.flush()
+
+    @staticmethod
+    def make_video(steps: list[tuple[np.ndarray, np.ndarray, bool]], tokenizer: VQTokenizer, n_clips: int) -> Optional[np.ndarray]:
+        """Build the video ``(T, H, 3W, 3)`` uint8 from recorded ``(frame o_{t+1}, plan for o_{t+1}, done)`` steps."""
+        frames: list[np.ndarray] = []
+        l = steps[0][1].shape[0] if steps else 0  # noqa: E741
+        for start in range(0, max(len(steps) - 1, 0), max(l, 1)):
+            if len(frames) >= n_clips * l:
+                break
+            if steps[start][2]:  # o_{start+1} is a terminal frame: its plan is never followed
+                continue
+            current, plan_tokens, _ = steps[start]
+            with th.no_grad():
+                plan = (tokenizer.decode(th.as_tensor(plan_tokens)).cpu().numpy() * 255).round().astype(np.uint8)
+            for k in range(l):
+                real_idx = start + 1 + k
+                if real_idx >= len(steps):
+                    break
+                frames.append(np.concatenate((current, plan[k], steps[real_idx][0]), axis=1))
+                if steps[real_idx][2]:
+                    break
+        return np.stack(frames) if frames else None
+
+
+__all__ = [
+    "DynamicsFineTuneCallback",
+    "PlanVideoCallback",
+    "RolloutRecorderCallback",
+    "prior_loss",
+    "reconstruction_loss",
+]
+

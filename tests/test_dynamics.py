@@ -1,0 +1,297 @@
+"""Visual dynamics model (issue 4): ST transformer masks, KL, cached generation, loss, persistence."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from sb3_pvdr.common.checkpoint import save_checkpoint
+from sb3_pvdr.common.errors import CheckpointError, ConfigError, DataError
+from sb3_pvdr.dynamics import DiagonalGaussian, DynamicsConfig, STTransformer, VisualDynamicsModel
+from sb3_pvdr.dynamics.st_transformer import TemporalAttention
+
+TINY = DynamicsConfig(
+    codebook_size=16,
+    grid=(4, 4),
+    m=2,
+    l=3,
+    z_dim=4,
+    dim=32,
+    ff_dim=64,
+    heads=2,
+    depth_encoder=1,
+    depth_prior=1,
+    depth_decoder=2,
+    window=(2, 2),
+)
+
+
+@pytest.fixture
+def model() -> VisualDynamicsModel:
+    torch.manual_seed(0)
+    return VisualDynamicsModel(TINY).eval()
+
+
+def clip(batch: int = 3, config: DynamicsConfig = TINY, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, config.codebook_size, (batch, config.m, *config.grid), generator=g)
+    y = torch.randint(0, config.codebook_size, (batch, config.l, *config.grid), generator=g)
+    return x, y
+
+
+# ---------------------------------------------------------------- config
+def test_config_profiles_and_validation(tmp_path):
+    paper = DynamicsConfig.profile("paper")
+    assert paper.grid == (16, 16) and paper.window == (4, 4) and paper.z_dim == 32
+    assert (paper.dim, paper.ff_dim, paper.embed_dim, paper.heads) == (512, 512, 1024, 4)
+    assert (paper.depth_encoder, paper.depth_prior, paper.depth_decoder) == (6, 6, 3)
+    assert DynamicsConfig.profile() == DynamicsConfig()
+    assert DynamicsConfig.from_dict(TINY.to_dict()) == TINY
+    with pytest.raises(ConfigError, match="depth_encodr"):
+        DynamicsConfig.from_dict({"depth_encodr": 3})
+    with pytest.raises(ConfigError, match="window"):
+        DynamicsConfig(grid=(8, 8), window=(3, 3))
+    with pytest.raises(ConfigError, match="profile"):
+        DynamicsConfig.profile("gpu")
+    path = tmp_path / "dyn.yaml"
+    path.write_text("profile: paper\ndepth_decoder: 4\ngrid: [8, 8]\n")
+    cfg = DynamicsConfig.from_spec(path)
+    assert cfg.depth_decoder == 4 and cfg.grid == (8, 8) and cfg.dim == 512
+
+
+# ---------------------------------------------------------------- ST transformer
+def test_st_transformer_causal_mask():
+    torch.manual_seed(0)
+    st = STTransformer(dim=16, depth=2, heads=2, ff_dim=32, window=(2, 2), causal=True).eval()
+    x = torch.randn(2, 5, 4, 4, 16)
+    k = 2
+    x2 = x.clone()
+    x2[:, k] += torch.randn_like(x2[:, k])
+    out, out2 = st(x), st(x2)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out[:, :k], out2[:, :k], atol=1e-6, rtol=0)
+    assert (out[:, k:] - out2[:, k:]).abs().amax(dim=(0, 2, 3, 4)).min() > 1e-3  # frames >= k do see it
+
+
+def test_st_transformer_noncausal_sees_future():
+    torch.manual_seed(0)
+    st = STTransformer(dim=16, depth=1, heads=2, ff_dim=32, window=(2, 2), causal=False).eval()
+    x = torch.randn(1, 3, 4, 4, 16)
+    x2 = x.clone()
+    x2[:, 2, 0, 0] += torch.randn(16)  # not a constant shift: LayerNorm would erase it
+    assert (st(x)[:, 0] - st(x2)[:, 0]).abs().max() > 1e-4
+
+
+def test_temporal_attention_window_locality():
+    torch.manual_seed(0)
+    attn = TemporalAttention(dim=16, heads=2, window=(2, 2)).eval()
+    x = torch.randn(2, 3, 4, 4, 16)
+    x2 = x.clone()
+    x2[:, 1, 0, 0] += torch.randn(16)  # a token of window (0, 0)
+    out, _ = attn(x)
+    out2, _ = attn(x2)
+    # windows (0, 1), (1, 0), (1, 1) at every frame: unchanged
+    torch.testing.assert_close(out[:, :, :, 2:], out2[:, :, :, 2:], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[:, :, 2:, :2], out2[:, :, 2:, :2], atol=1e-6, rtol=0)
+    # the other tokens of window (0, 0), in every frame, attend to it
+    assert (out[:, :, :2, :2] - out2[:, :, :2, :2]).abs().amax(dim=(0, 4)).min() > 1e-4
+
+
+def test_st_transformer_cache_matches_full_pass():
+    torch.manual_seed(0)
+    st = STTransformer(dim=16, depth=2, heads=2, ff_dim=32, window=(2, 2), causal=True).eval()
+    x = torch.randn(2, 6, 4, 4, 16)
+    full = st(x)
+    cache = st.new_cache()
+    parts = [st(x[:, :3], cache=cache), st(x[:, 3:4], cache=cache), st(x[:, 4:], cache=cache)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=0)
+    assert cache.n_frames == 6
+    with pytest.raises(ValueError):
+        STTransformer(dim=16, depth=1, heads=2, ff_dim=32, window=(2, 2)).new_cache()
+
+
+# ---------------------------------------------------------------- distributions
+def test_kl_closed_form_matches_monte_carlo():
+    torch.manual_seed(0)
+    q = DiagonalGaussian(torch.randn(6) * 0.5, torch.randn(6) * 0.5)
+    p = DiagonalGaussian(torch.randn(6) * 0.5, torch.randn(6) * 0.5)
+    samples = q.mean + q.std * torch.randn(200_000, 6)
+    mc_p = (q.log_prob(samples) - p.log_prob(samples)).mean(0)
+    std_normal = DiagonalGaussian(torch.zeros(6), torch.zeros(6))
+    mc_0 = (q.log_prob(samples) - std_normal.log_prob(samples)).mean(0)
+    torch.testing.assert_close(q.kl(p), mc_p, atol=0.03, rtol=0.03)
+    torch.testing.assert_close(q.kl(), mc_0, atol=0.03, rtol=0.03)
+    torch.testing.assert_close(q.kl(std_normal), q.kl())
+    assert q.kl(q).abs().max() < 1e-6 and (q.kl(p) >= 0).all()
+    assert q.mode() is q.mean and q.sample().shape == (6,)
+    big = DiagonalGaussian(torch.zeros(2), torch.tensor([-100.0, 100.0]))
+    assert torch.isfinite(big.kl()).all()
+
+
+# ---------------------------------------------------------------- model
+def test_shapes_and_input_errors(model):
+    x, y = clip()
+    q, p = model.posterior(x, y), model.prior(x)
+    assert q.shape == p.shape == (3, 4, 4, 4) and model.z_shape == (4, 4, 4)
+    assert model.decode_logits(x, y, q.sample()).shape == (3, 3, 4, 4, 16)
+    with pytest.raises(DataError, match="x must be"):
+        model.prior(x[:, :1])
+    with pytest.raises(DataError, match="integer"):
+        model.prior(x.float())
+    with pytest.raises(DataError, match="z must be"):
+        model.generate(x, torch.zeros(3, 4, 4, 5))
+
+
+def test_decoder_causal_mask(model):
+    x, y = clip()
+    z = model.prior(x).sample()
+    logits = model.decode_logits(x, y, z)
+    for k in range(TINY.l):
+        y2 = y.clone()
+        y2[:, k] = (y2[:, k] + 1) % TINY.codebook_size
+        logits2 = model.decode_logits(x, y2, z)
+        # the prediction of frame j uses y_<j only: frames 0..k are unchanged
+        torch.testing.assert_close(logits[:, : k + 1], logits2[:, : k + 1], atol=1e-6, rtol=0)
+        if k + 1 < TINY.l:
+            assert (logits[:, k + 1] - logits2[:, k + 1]).abs().max() > 1e-4
+    z2 = z.clone()
+    z2[:, 0, 0] += 1.0
+    assert (model.decode_logits(x, y, z2)[:, 0] - logits[:, 0]).abs().max() > 1e-4  # z conditions frame 1
+
+
+def test_generate_cached_equals_uncached_and_teacher_forcing(model):
+    x, _ = clip(batch=1)
+    z = torch.randn(5, *model.z_shape)  # 5 candidates share one context
+    with torch.no_grad():
+        tokens, logits = model.generate(x, z, return_logits=True)
+        tokens_nc, logits_nc = model.generate(x, z, use_cache=False, return_logits=True)
+        tf_logits = model.decode_logits(x, tokens, z)
+        tokens_rep = model.generate(x.expand(5, -1, -1, -1), z)
+    assert tokens.shape == (5, TINY.l, 4, 4) and tokens.dtype == torch.long
+    assert logits.shape == (5, TINY.l, 4, 4, TINY.codebook_size)
+    assert torch.equal(tokens, tokens_nc) and torch.equal(tokens, tokens_rep)
+    torch.testing.assert_close(logits, logits_nc, atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits, tf_logits, atol=1e-5, rtol=0)
+    assert torch.equal(tokens, logits.argmax(-1))
+    assert len(torch.unique(tokens.flatten(1), dim=0)) > 1  # different z, different plans
+
+
+def test_goal_loss_gradient_reaches_z(model):
+    x, _ = clip(batch=1)
+    z = torch.randn(2, *model.z_shape, requires_grad=True)
+    with torch.no_grad():
+        tokens = model.generate(x, z)
+    probs = model.decode_logits(x, tokens, z).softmax(-1)
+    probs[..., 0].sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def _grads(module: torch.nn.Module) -> list:
+    return [p.grad for p in module.parameters()]
+
+
+def test_loss_gradients_follow_stop_gradient(model):
+    x, y = clip()
+    model.train()
+    total, parts = model.loss(x, y)
+    assert set(parts._fields) == {"recon", "kl_bottleneck", "kl_prior", "accuracy"}
+    assert not parts.accuracy.requires_grad and 0 <= parts.accuracy <= 1
+    torch.testing.assert_close(total, parts.recon + 1e-3 * parts.kl_bottleneck + parts.kl_prior)
+
+    posterior = [model.encoder, model.posterior_head]
+    prior = [model.prior_net, model.prior_head]
+    parts.kl_prior.backward(retain_graph=True)  # KL(p || sg[q]) trains only the prior
+    assert all(g is None for mod in posterior + [model.decoder] for g in _grads(mod))
+    assert all(g is not None and g.abs().sum() > 0 for g in _grads(model.prior_head))
+    assert any(g is not None and g.abs().sum() > 0 for g in _grads(model.prior_net))
+
+    model.zero_grad(set_to_none=True)
+    parts.kl_bottleneck.backward(retain_graph=True)
+    assert all(g is None for mod in prior for g in _grads(mod))
+    assert all(g is not None and g.abs().sum() > 0 for g in _grads(model.posterior_head))
+
+    model.zero_grad(set_to_none=True)
+    parts.recon.backward()  # reaches the encoder through the reparameterised sample
+    assert all(g is None for mod in prior for g in _grads(mod))
+    assert all(g is not None and g.abs().sum() > 0 for g in _grads(model.posterior_head))
+    assert model.decoder.to_logits.weight.grad.abs().sum() > 0
+
+
+def test_loss_reductions(model):
+    x, y = clip()
+    torch.manual_seed(1)
+    _, parts = model.loss(x, y)
+    q, p = model.posterior(x, y), model.prior(x)
+    n_tokens = TINY.l * TINY.grid[0] * TINY.grid[1]
+    torch.testing.assert_close(parts.kl_bottleneck, q.kl().sum((1, 2, 3)).mean() / n_tokens)
+    torch.testing.assert_close(parts.kl_prior, p.kl(q).sum((1, 2, 3)).mean() / n_tokens)
+
+
+def test_overfit_one_batch():
+    torch.manual_seed(0)
+    model = VisualDynamicsModel(TINY).train()
+    x, y = clip(batch=4)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(100):
+        total, parts = model.loss(x, y)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        losses.append(total.item())
+    assert losses[-1] < 0.5 * losses[0], losses[::10]
+    assert parts.accuracy > 0.5
+
+
+def test_bf16_autocast(model):
+    x, y = clip()
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        total, parts = model.loss(x, y)
+    assert total.dtype == torch.float32 and torch.isfinite(total)
+    total.backward()
+    assert model.decoder.to_logits.weight.grad is not None
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        tokens = model.generate(x, model.prior(x).mode())
+    assert tokens.shape == (3, TINY.l, 4, 4)
+
+
+# ---------------------------------------------------------------- persistence
+def test_save_load_round_trip(model, tmp_path):
+    x, y = clip()
+    z = model.prior(x).mode()
+    path = tmp_path / "dyn.pt"
+    model.save(path, step=7)
+    loaded = VisualDynamicsModel.load(path).eval()
+    assert loaded.config == TINY
+    torch.testing.assert_close(loaded.decode_logits(x, y, z), model.decode_logits(x, y, z), atol=0, rtol=0)
+    torch.testing.assert_close(loaded.posterior(x, y).mean, model.posterior(x, y).mean, atol=0, rtol=0)
+    assert torch.equal(loaded.generate(x, z), model.generate(x, z))
+    assert torch.load(path, weights_only=False)["step"] == 7
+
+
+def test_load_rejects_bad_checkpoints(model, tmp_path):
+    save_checkpoint(tmp_path / "tok.pt", "vq_tokenizer", config={}, state_dict={})
+    with pytest.raises(CheckpointError, match="vq_tokenizer"):
+        VisualDynamicsModel.load(tmp_path / "tok.pt")
+    bigger = dataclasses.replace(TINY, dim=64).to_dict()
+    save_checkpoint(tmp_path / "bad.pt", "visual_dynamics", config=bigger, state_dict=model.state_dict())
+    with pytest.raises(CheckpointError, match="cannot rebuild"):
+        VisualDynamicsModel.load(tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        VisualDynamicsModel.load(tmp_path / "missing.pt")
+
+
+def test_check_tokenizer(model):
+    model.check_tokenizer(SimpleNamespace(codebook_size=16, grid_size=(4, 4)))
+    model.check_tokenizer({"K": 16, "grid": [4, 4]})
+    with pytest.raises(CheckpointError, match="codebook 256"):
+        model.check_tokenizer(SimpleNamespace(codebook_size=256, grid_size=(4, 4)))
+    with pytest.raises(CheckpointError, match=r"grid \(8, 8\)"):
+        model.check_tokenizer({"codebook_size": 16, "grid_size": [8, 8]})
+    with pytest.raises(CheckpointError, match="cannot read"):
+        model.check_tokenizer(object())

@@ -1,0 +1,224 @@
+"""Planning wrapper (eq. (2)) and PVDR reward relabelling (eq. (6)) on tiny models and a fake image-goal env."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.env_checker import check_env
+
+from sb3_pvdr.common.errors import ConfigError
+from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
+from sb3_pvdr.planning import (
+    Planner,
+    PlanningWrapper,
+    frame_distance,
+    future_counts,
+    future_window,
+    plan_goal_distance,
+    planning_term,
+    pvdr_rewards,
+)
+from sb3_pvdr.tokenizer.config import TokenizerConfig
+from sb3_pvdr.tokenizer.model import VQTokenizer
+
+IMAGE = 16
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+def tiny_models(seed: int = 0, l: int = 3) -> tuple[VQTokenizer, VisualDynamicsModel]:  # noqa: E741
+    """A 16x16 -> 4x4 tokenizer with 16 codes and a matching one-layer dynamics model (untrained)."""
+    torch.manual_seed(seed)
+    tok_cfg = TokenizerConfig.profile(
+        "cpu", image_size=IMAGE, channels=8, channel_mult=(1, 2, 2), z_channels=8, code_dim=8, codebook_size=16,
+        kmeans_init=False,
+    )
+    tokenizer = VQTokenizer(tok_cfg).eval()
+    dyn_cfg = DynamicsConfig(
+        codebook_size=16, grid=tokenizer.grid_size, m=2, l=l, z_dim=4, dim=16, ff_dim=32, heads=2,
+        depth_encoder=1, depth_prior=1, depth_decoder=1, window=(2, 2),
+    )
+    return tokenizer, VisualDynamicsModel(dyn_cfg).eval()
+
+
+class FakeImageGoalEnv(gym.Env):
+    """Image-goal env like ``sb3_pvdr.envs``: a bright square moved by the action; reward -L1(o, g) (+ success)."""
+
+    def __init__(self, size: int = IMAGE, max_steps: int = 20, success_reward: float = 60.0) -> None:
+        self.size, self.max_steps, self.success_reward = size, max_steps, success_reward
+        image = spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)
+        self.observation_space = spaces.Dict({"observation": image, "desired_goal": image})
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+        self.goal_pos = np.array([size - 4, size - 4])
+
+    def _render(self, pos: np.ndarray) -> np.ndarray:
+        frame = np.zeros((self.size, self.size, 3), dtype=np.uint8)
+        r, c = np.clip(pos, 0, self.size - 4).astype(int)
+        frame[r : r + 4, c : c + 4] = 255
+        return frame
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {"observation": self._render(self.pos), "desired_goal": self._render(self.goal_pos)}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos, self.t = np.array([0.0, 0.0]), 0
+        return self._obs(), {"is_success": False}
+
+    def step(self, action):
+        self.pos = np.clip(self.pos + 3 * np.asarray(action), 0, self.size - 4)
+        self.t += 1
+        obs = self._obs()
+        success = bool(np.abs(self.pos - self.goal_pos).max() < 1)
+        reward = -float(frame_distance(obs["observation"], obs["desired_goal"])) + (self.success_reward if success else 0)
+        return obs, reward, success, self.t >= self.max_steps, {"is_success": success}
+
+
+def make_wrapped(n_candidates: int = 4, replan_every: int = 1, **kwargs) -> PlanningWrapper:
+    tokenizer, dynamics = tiny_models()
+    return PlanningWrapper(FakeImageGoalEnv(**kwargs), tokenizer, dynamics, n_candidates=n_candidates, replan_every=replan_every, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------- relabelling
+def test_future_counts_cut_at_episode_and_rollout_end():
+    dones = np.array([0, 0, 1, 0, 0], dtype=bool)[:, None]
+    # done at t=2: step 2 sees only its terminal frame; steps 3, 4 run into the rollout end
+    assert future_counts(dones, 3).ravel().tolist() == [3, 2, 1, 2, 1]
+
+
+def test_future_window_never_crosses_an_episode_end():
+    dones = np.array([0, 0, 1, 0, 0], dtype=bool)[:, None]
+    next_ids = np.arange(5)[:, None]  # next_ids[t] names o_{t+1}
+    window, mask = future_window(next_ids, dones, 3)
+    assert window[:, 0].tolist() == [[0, 1, 2], [1, 2, 2], [2, 2, 2], [3, 4, 4], [4, 4, 4]]
+    assert mask.ravel().tolist() == [True, False, False, False, False]
+
+
+def test_pvdr_rewards_by_hand_across_an_episode_end():
+    # l = 3; one env; the episode ends at step 2 (success: env reward 60 - 0.1), a new one starts at step 3
+    dones = np.array([0, 0, 1, 0, 0], dtype=bool)[:, None]
+    rewards = np.array([-0.4, -0.3, 59.9, -0.5, -0.45], dtype=np.float32)[:, None]
+    # plan_errors[t][k] = distance of o_{t+1} to the frame the plan of step t-k predicted for it
+    plan_errors = np.array(
+        [
+            [0.10, np.nan, np.nan],  # o_1 vs plan_0[0]; no older plans in this episode
+            [0.20, 0.30, np.nan],  # o_2 vs plan_1[0], plan_0[1]
+            [0.40, 0.50, 0.60],  # o_3 (terminal) vs plan_2[0], plan_1[1], plan_0[2]
+            [0.70, np.nan, np.nan],  # new episode: o_4 vs plan_3[0]
+            [0.80, 0.90, np.nan],  # o_5 vs plan_4[0], plan_3[1]
+        ],
+        dtype=np.float32,
+    )[:, None]
+    term = planning_term(plan_errors, dones).ravel()
+    expected_term = [
+        (0.10 + 0.30 + 0.60) / 3,  # step 0: o_1, o_2, o_3 vs plan_0
+        (0.20 + 0.50) / 2,  # step 1: o_2, o_3 (episode ends after o_3)
+        0.40,  # step 2: only the terminal frame
+        (0.70 + 0.90) / 2,  # step 3: o_4, o_5 (rollout ends)
+        0.80,  # step 4: o_5 only
+    ]
+    np.testing.assert_allclose(term, expected_term, rtol=1e-6)
+    relabelled = pvdr_rewards(rewards, plan_errors, dones, lambda_3=2.0).ravel()
+    np.testing.assert_allclose(relabelled, rewards.ravel() - 2.0 * np.array(expected_term), rtol=1e-6)
+    # lambda_3 = 0 gives back the env rewards
+    np.testing.assert_array_equal(pvdr_rewards(rewards, plan_errors, dones, 0.0), rewards)
+
+
+def test_frame_distance_matches_uint8_and_float():
+    a = np.zeros((4, 4, 3), dtype=np.uint8)
+    b = np.full((4, 4, 3), 51, dtype=np.uint8)
+    assert frame_distance(a, b) == pytest.approx(0.2)
+    assert frame_distance(a.astype(np.float32), b / 255.0) == pytest.approx(0.2)
+
+
+# ---------------------------------------------------------------------------------------------- planner
+def test_planner_picks_the_candidate_closest_to_the_goal():
+    tokenizer, dynamics = tiny_models()
+    planner = Planner(tokenizer, dynamics)
+    context = torch.randint(0, 16, (2, 4, 4))
+    goal = torch.randint(0, 256, (IMAGE, IMAGE, 3), dtype=torch.uint8)
+    result = planner.plan(context, goal, n_candidates=6, generator=torch.Generator().manual_seed(0))
+    assert result.distances.shape == (6,)
+    assert result.index == int(result.distances.argmin())
+    assert result.tokens.shape == (3, 4, 4) and result.frames.shape == (3, IMAGE, IMAGE, 3)
+    # the chosen plan is what the decoder generates from z*, and its distance is the smallest
+    regenerated = dynamics.generate(context[None], result.z_star[None])[0]
+    torch.testing.assert_close(regenerated, result.tokens)
+    frames = planner.decode_plans(regenerated[None])
+    assert plan_goal_distance(frames, goal).item() == pytest.approx(result.distances.min().item(), abs=1e-6)
+
+
+def test_plan_goal_distance_is_mean_over_frames_and_pixels():
+    frames = torch.zeros(1, 2, 2, 2, 3)
+    frames[0, 1] = 1.0  # second frame is white
+    goal = torch.full((2, 2, 3), 255, dtype=torch.uint8)
+    assert plan_goal_distance(frames, goal).item() == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------------------------------------- wrapper
+def test_wrapper_passes_check_env():
+    env = make_wrapped()
+    check_env(env, skip_render_check=True)
+    obs, info = env.reset(seed=1)
+    assert obs["context_tokens"].shape == (2, 4, 4) and obs["context_tokens"].dtype == np.int64
+    assert obs["z_star"].shape == (4, 4, 4) and obs["z_star"].dtype == np.float32
+    assert info["plan_tokens"].shape == (3, 4, 4)
+
+
+def test_wrapper_context_and_plan_errors_follow_the_frames():
+    env = make_wrapped()
+    obs, info = env.reset(seed=0)
+    # at reset the single real frame fills the whole context
+    assert (obs["context_tokens"][0] == obs["context_tokens"][1]).all()
+    plans = [env._plan_frames.copy()]
+    frames = [info["frame"]]
+    for t in range(4):
+        obs, _, _, _, info = env.step(np.array([1.0, 1.0], dtype=np.float32))
+        frames.append(info["frame"])
+        # the newest context frame is the token grid of the frame just observed
+        np.testing.assert_array_equal(obs["context_tokens"][-1], info["next_tokens"])
+        np.testing.assert_array_equal(info["next_tokens"], env.planner.tokenizer.encode(info["frame"][None])[0].numpy())
+        # plan_errors[k] = d(o_{t+1}, plan of step t-k, frame k); NaN before the episode started
+        for k in range(3):
+            if t - k < 0:
+                assert np.isnan(info["plan_errors"][k])
+            else:
+                assert info["plan_errors"][k] == pytest.approx(frame_distance(info["frame"], plans[t - k][k]), abs=1e-6)
+        plans.append(env._plan_frames.copy())
+
+
+def test_wrapper_holds_the_plan_between_replans():
+    env = make_wrapped(replan_every=2)
+    obs0, _ = env.reset(seed=0)
+    obs1, _, _, _, info1 = env.step(env.action_space.sample())
+    np.testing.assert_array_equal(obs0["z_star"], obs1["z_star"])  # held for one step
+    assert info1["plan_offset"] == 1
+    # the held plan (offset 1) predicts o_2 with its frame 1 and o_3 with frame 2; the plan of step 0 does not cover o_3
+    _, _, _, _, info2 = env.step(env.action_space.sample())
+    assert info2["plan_offset"] == 0 and not np.isnan(info2["plan_errors"][:2]).any()
+    assert np.isnan(info2["plan_errors"][2])
+    with pytest.raises(ConfigError, match="replan_every"):
+        env.configure(replan_every=4)
+
+
+def test_wrapper_plans_reproducibly_from_the_seed():
+    a, b = make_wrapped(), make_wrapped()
+    obs_a, _ = a.reset(seed=3)
+    obs_b, _ = b.reset(seed=3)
+    np.testing.assert_array_equal(obs_a["z_star"], obs_b["z_star"])
+
+
+def test_wrapper_random_z_ablation_changes_z():
+    env = make_wrapped()
+    obs, _ = env.reset(seed=0)
+    env.configure(random_z=True)
+    obs_random, _ = env.reset(seed=0)
+    assert not np.allclose(obs["z_star"], obs_random["z_star"])
+
+
+def test_wrapper_rejects_mismatched_image_size():
+    tokenizer, dynamics = tiny_models()
+    with pytest.raises(ConfigError, match="image_size=16"):
+        PlanningWrapper(FakeImageGoalEnv(size=24), tokenizer, dynamics)

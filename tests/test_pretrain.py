@@ -1,0 +1,192 @@
+"""Pre-training CLI (``python -m sb3_pvdr.pretrain``): checkpoints, --resume, DDP, user errors.
+
+Everything runs on a tiny tokenizer (16x16 frames -> 4x4 tokens, K = 16) and a tiny dynamics model.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import yaml
+
+from sb3_pvdr.common.checkpoint import load_checkpoint
+from sb3_pvdr.dynamics import VisualDynamicsModel
+from sb3_pvdr.pretrain import DistInfo, PretrainConfig, main, pretrain
+from sb3_pvdr.tokenizer import TokenizerConfig, VQTokenizer
+from sb3_pvdr.video import write_token_folder
+
+K, GRID = 16, (4, 4)
+TINY_MODEL = dict(codebook_size=K, grid=list(GRID), m=2, l=2, z_dim=4, dim=32, ff_dim=64, heads=2,
+                  depth_encoder=1, depth_prior=1, depth_decoder=1, window=[2, 2], dropout=0.0)
+TINY_TRAIN = dict(profile="cpu", model=TINY_MODEL, batch_size=4, lr=1e-3, warmup_steps=1, log_every=1,
+                  save_every=2, image_every=2, val_every=2, val_batches=1)
+
+
+def tiny_tokenizer(path: Path, codebook_size: int = K) -> Path:
+    torch.manual_seed(0)
+    cfg = TokenizerConfig(image_size=16, channels=8, channel_mult=(1, 2, 2), z_channels=8, code_dim=8,
+                          codebook_size=codebook_size, kmeans_init=False)
+    assert cfg.grid_size == GRID
+    VQTokenizer(cfg).save(path)
+    return path
+
+
+def token_folder(path: Path, episodes: int = 3, length: int = 12, seed: int = 0) -> Path:
+    """Episodes whose tokens shift by one code per frame (learnable dynamics)."""
+    rng = np.random.default_rng(seed)
+    eps = []
+    for _ in range(episodes):
+        first = rng.integers(0, K, size=GRID)
+        eps.append(np.stack([(first + t) % K for t in range(length)]))
+    return write_token_folder(path, eps, {"codebook_size": K, "image_size": 16})
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine OpenMP barriers cost 10x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> dict[str, Path]:
+    config = tmp_path / "tiny.yml"
+    config.write_text(yaml.safe_dump(TINY_TRAIN))
+    return {
+        "tokenizer": tiny_tokenizer(tmp_path / "tokenizer.pt"),
+        "data": token_folder(tmp_path / "tokens"),
+        "val": token_folder(tmp_path / "val_tokens", episodes=1, seed=1),
+        "config": config,
+        "out": tmp_path / "run",
+    }
+
+
+def cli(setup: dict[str, Path], *extra: str) -> list[str]:
+    return ["--data", str(setup["data"]), "--tokenizer", str(setup["tokenizer"]), "--out", str(setup["out"]),
+            "--config", str(setup["config"]), "--device", "cpu", "--no-progress", *extra]
+
+
+def test_tiny_run_writes_checkpoints_and_resume_continues(setup: dict[str, Path]) -> None:
+    main(cli(setup, "--steps", "3", "--val-data", str(setup["val"])))
+    out = setup["out"]
+    state = load_checkpoint(out / "last.pt", "pretrain_state")
+    assert state["step"] == 3
+    assert state["optimizer"]["state"], "optimizer moments must be saved for --resume"
+    model = VisualDynamicsModel.load(out / "dynamics.pt")
+    assert model.config.dim == TINY_MODEL["dim"]
+    assert (out / "config.yml").is_file() and (out / "command.txt").is_file()
+    assert any((out / "tb").glob("events.out.tfevents.*"))
+
+    main(cli(setup, "--steps", "5", "--resume"))
+    assert load_checkpoint(out / "last.pt", "pretrain_state")["step"] == 5
+
+
+def test_resume_equals_uninterrupted_run(setup: dict[str, Path], tmp_path: Path) -> None:
+    """2 steps + --resume 2 steps gives the same weights as 4 steps in one go (data order, RNG, Adam)."""
+    cfg = PretrainConfig.from_dict({**TINY_TRAIN, "steps": 4, "image_every": 0})
+    straight = pretrain(setup["data"], setup["tokenizer"], tmp_path / "straight", cfg, device="cpu", progress=False)
+    pretrain(setup["data"], setup["tokenizer"], tmp_path / "split", PretrainConfig.from_dict({**TINY_TRAIN, "steps": 2}),
+             device="cpu", progress=False)
+    resumed = pretrain(setup["data"], setup["tokenizer"], tmp_path / "split", cfg, resume=True, device="cpu", progress=False)
+    assert resumed.step == 4
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=f"{name} differs after --resume")
+
+
+def test_existing_run_needs_resume(setup: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    main(cli(setup, "--steps", "1"))
+    with pytest.raises(SystemExit) as exc:
+        main(cli(setup, "--steps", "2"))
+    assert exc.value.code == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("codebook_size", [32])
+def test_tokenizer_mismatch_is_one_line_error(setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture,
+                                              codebook_size: int) -> None:
+    setup["tokenizer"] = tiny_tokenizer(tmp_path / "other.pt", codebook_size=codebook_size)
+    with pytest.raises(SystemExit) as exc:
+        main(cli(setup, "--steps", "1"))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert "codebook 32" in err and "does not match" in err
+    assert not (setup["out"] / "last.pt").exists()
+
+
+def test_tokens_from_another_tokenizer_are_refused(setup: dict[str, Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """Model and tokenizer agree (K=32) but the token folder was made with K=16."""
+    setup["tokenizer"] = tiny_tokenizer(tmp_path / "k32.pt", codebook_size=32)
+    setup["config"].write_text(yaml.safe_dump({**TINY_TRAIN, "model": {**TINY_MODEL, "codebook_size": 32}}))
+    with pytest.raises(SystemExit):
+        main(cli(setup, "--steps", "1"))
+    assert "re-tokenize" in capsys.readouterr().err
+
+
+def test_missing_data_path_cli(setup: dict[str, Path], tmp_path: Path) -> None:
+    args = cli(setup, "--steps", "1")
+    args[1] = str(tmp_path / "nowhere")
+    proc = subprocess.run([sys.executable, "-m", "sb3_pvdr.pretrain", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: --data {tmp_path / 'nowhere'} does not exist: "
+                                                "give a token folder or a folder of videos"]
+
+
+def test_unknown_config_key(setup: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    setup["config"].write_text(yaml.safe_dump({**TINY_TRAIN, "batchsize": 3}))
+    with pytest.raises(SystemExit):
+        main(cli(setup, "--steps", "1"))
+    assert "unknown pre-training config keys ['batchsize']" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# Distributed data parallel: 2 CPU processes, gloo
+# ----------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, paths: dict[str, str]) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        cfg = PretrainConfig.from_dict({**TINY_TRAIN, "steps": 3, "image_every": 0})
+        info = DistInfo(rank=rank, world_size=world_size, device=torch.device("cpu"))
+        result = pretrain(paths["data"], paths["tokenizer"], paths["out"], cfg, device="cpu", progress=False, info=info)
+        torch.save({"state_dict": result.model.state_dict(), "step": result.step}, Path(paths["out"]) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_process_ddp_keeps_ranks_identical(setup: dict[str, Path]) -> None:
+    paths = {k: str(v) for k, v in setup.items()}
+    mp.spawn(_ddp_worker, args=(2, _free_port(), paths), nprocs=2, join=True)
+    out = setup["out"]
+    r0, r1 = (torch.load(out / f"rank{r}.pt") for r in range(2))
+    assert r0["step"] == r1["step"] == 3
+    torch.manual_seed(TINY_TRAIN.get("seed", 0))
+    initial = VisualDynamicsModel(PretrainConfig.from_dict(TINY_TRAIN).dynamics_config()).state_dict()
+    moved = 0
+    for name, a in r0["state_dict"].items():
+        torch.testing.assert_close(a, r1["state_dict"][name], rtol=0, atol=0, msg=f"{name} differs between ranks")
+        moved += int(not torch.equal(a, initial[name]))
+    assert moved > 0, "training changed no parameter"
+    # only rank 0 saves: one checkpoint, written at step 3
+    assert load_checkpoint(out / "last.pt", "pretrain_state")["step"] == 3
