@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -45,12 +46,17 @@ class Args:
     """comma-separated: fp32 (no autocast) and/or bf16 (autocast)"""
     threads: int = 0
     """torch threads (0: torch's default)"""
+    force_bf16: bool = False
+    """time the bf16 step even where bf16 matmuls are slower than fp32 ones (no native bf16 on the CPU)"""
 
 
 def parse_args() -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for name, default in vars(Args()).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+        if isinstance(default, bool):
+            parser.add_argument(f"--{name.replace('_', '-')}", action="store_true")
+        else:
+            parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     return Args(**vars(parser.parse_args()))
 
 
@@ -65,7 +71,19 @@ def sync(device: torch.device) -> None:
 
 
 def matmul_flops_per_s(n: int, dtype: torch.dtype, device: torch.device, min_time: float = 1.0) -> float:
-    """FLOP/s of ``a @ b`` for ``n x n`` matrices (2 n^3 FLOPs), best of several timed repeats."""
+    """FLOP/s of ``a @ b`` for ``n x n`` matrices (2 n^3 FLOPs), best of several timed repeats.
+
+    ``n`` shrinks (down to 256) when one product would take over ~0.2 s: CPUs without native bf16
+    instructions run bf16 matmuls through slow fallbacks.
+    """
+    if device.type == "cpu":
+        probe = 256
+        a = torch.randn(probe, probe).to(dtype)
+        t0 = time.perf_counter()
+        a @ a
+        rate = 2 * probe**3 / max(time.perf_counter() - t0, 1e-9)
+        while n > 256 and 2 * n**3 / rate > 0.2:
+            n //= 2
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     for _ in range(2):
@@ -99,13 +117,16 @@ def make_step(model: VisualDynamicsModel, optimizer: torch.optim.Optimizer, x: t
         if with_optimizer:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
-        return float(total)
+        return float(total.detach())
 
     return step
 
 
 def measure(args: Args, dyn_cfg: DynamicsConfig, batch_size: int, bf16: bool, device: torch.device,
             lambda_1: float) -> dict[str, float]:
+    """Median step time, and the median over steps of (step FLOP/s) / (matmul FLOP/s measured right after
+    that step): on a shared CPU the load drifts, so each step is compared with a peak taken at the same time.
+    """
     torch.manual_seed(0)
     model = VisualDynamicsModel(dyn_cfg).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -120,17 +141,18 @@ def measure(args: Args, dyn_cfg: DynamicsConfig, batch_size: int, bf16: bool, de
     for _ in range(args.warmup):
         step()
     sync(device)
-    times = []
+    times, peaks, ratios = [], [], []
     for _ in range(args.steps):
         t0 = time.perf_counter()
         step()
         sync(device)
         times.append(time.perf_counter() - t0)
-    times.sort()
-    median = times[len(times) // 2]
+        peaks.append(matmul_flops_per_s(args.matmul_size, torch.bfloat16 if bf16 else torch.float32, device, min_time=0.3))
+        ratios.append(flops / times[-1] / peaks[-1])
+    median = float(np.median(times))
     tokens = batch_size * (dyn_cfg.m + dyn_cfg.l) * h * w
-    return {"ms": median * 1e3, "best_ms": times[0] * 1e3, "tokens_per_s": tokens / median, "gflop": flops / 1e9,
-            "flops_per_s": flops / median}
+    return {"ms": median * 1e3, "best_ms": min(times) * 1e3, "tokens_per_s": tokens / median, "gflop": flops / 1e9,
+            "flops_per_s": flops / median, "peak": float(np.median(peaks)), "ratio": float(np.median(ratios))}
 
 
 def load_average() -> str:
@@ -155,12 +177,18 @@ def main() -> None:
     print(f"load before: {load_average()}")
 
     rows = []
-    for precision in args.precisions.split(","):
-        bf16 = precision.strip() == "bf16"
-        dtype = torch.bfloat16 if bf16 else torch.float32
-        peak = matmul_flops_per_s(args.matmul_size, dtype, device)
-        result = measure(args, dyn_cfg, batch_size, bf16, device, cfg.lambda_1)
-        rows.append((precision.strip(), result, peak))
+    peaks: dict[str, float] = {}
+    for precision in [p.strip() for p in args.precisions.split(",")]:
+        bf16 = precision == "bf16"
+        peaks[precision] = peak = matmul_flops_per_s(args.matmul_size, torch.bfloat16 if bf16 else torch.float32, device)
+        if bf16 and "fp32" in peaks and peak < peaks["fp32"] / 2 and not args.force_bf16:
+            print(f"bf16: matmul peak {peak / 1e9:.1f} GFLOP/s is below half the fp32 one ({peaks['fp32'] / 1e9:.1f}): "
+                  "no native bf16 instructions on this CPU, so --bf16 would slow pre-training down; "
+                  "step not timed (--force-bf16 times it anyway)")
+            rows.append((precision, None, peak))
+            continue
+        print(f"{precision}: timing {args.warmup} + {args.steps} steps ...", flush=True)
+        rows.append((precision, measure(args, dyn_cfg, batch_size, bf16, device, cfg.lambda_1), peak))
 
     print(f"load after:  {load_average()}")
     print()
@@ -169,8 +197,13 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for precision, r, peak in rows:
+        if r is None:
+            print(f"{precision:<10}{'-':>9}{'-':>9}{'-':>11}{'-':>12}{'-':>9}{peak / 1e9:>16.1f}{'-':>7}")
+            continue
         print(f"{precision:<10}{r['ms']:>9.1f}{r['best_ms']:>9.1f}{r['tokens_per_s']:>11.0f}{r['gflop']:>12.2f}"
-              f"{r['flops_per_s'] / 1e9:>9.1f}{peak / 1e9:>16.1f}{r['flops_per_s'] / peak:>7.2f}")
+              f"{r['flops_per_s'] / 1e9:>9.1f}{r['peak'] / 1e9:>16.1f}{r['ratio']:>7.2f}")
+    print("\nmatmul GFLOP/s: median of the peaks measured right after each timed step; ratio: median over steps "
+          "of step FLOP/s / that peak (FLOPs of matmuls and attention only, from FlopCounterMode)")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ from sb3_pvdr.common.utils import get_device
 # n - prior samples per clip
 
 PRETRAIN_STATE = "pretrain_state"
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".npz", ".npy", ".h5", ".hdf5", ".tfrecord")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -73,9 +72,9 @@ class PretrainConfig:
     """name of the ``DynamicsConfig`` profile the model starts from (``cpu`` or ``paper``)"""
     model: dict[str, Any] = field(default_factory=dict)
     """overrides of ``DynamicsConfig`` fields (e.g. ``grid``, ``codebook_size`` for another tokenizer)"""
-    steps: int = 20_000
+    steps: int = 10_000
     """total number of optimizer steps (``--resume`` continues up to this count)"""
-    batch_size: int = 32
+    batch_size: int = 16
     """clips per optimizer step and per process (DDP multiplies it by the number of processes)"""
     lr: float = 3e-4
     """Adam learning rate (the paper uses 1e-4 with minibatch 1025)"""
@@ -204,16 +203,18 @@ def resolve_token_folder(data: Union[str, Path], tokenizer_path: Union[str, Path
         return data
     if is_token_folder(cache_dir):
         return cache_dir  # tokenized by an earlier run (or by rank 0 of this one)
-    has_videos = data.is_file() or any(p.suffix.lower() in VIDEO_SUFFIXES for p in data.rglob("*"))
-    if not has_videos:
+    from sb3_pvdr.video import find_video_files
+
+    if not find_video_files(data):
         raise DataError(
-            f"--data {data} holds neither tokens (tokens.npy + meta.json) nor videos ({', '.join(VIDEO_SUFFIXES)})"
+            f"--data {data} holds neither tokens (tokens.npy, episodes.npy, meta.json) nor videos "
+            "(video files, .npy/.npz, .h5, BAIR .tfrecord)"
         )
     if is_main:
-        from sb3_pvdr.tokenizer.tokenize import tokenize_videos
+        from sb3_pvdr.tokenizer.tokenize import main as tokenize
 
         print(f"tokenizing the videos in {data} into {cache_dir} (once; later runs reuse it)", flush=True)
-        tokenize_videos(data, tokenizer_path, cache_dir)
+        tokenize(["--tokenizer", str(tokenizer_path), "--data", str(data), "--out", str(cache_dir), "--no-progress"])
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
     return cache_dir
@@ -255,7 +256,8 @@ class ClipBatches:
                 self.dataset,
                 batch_sampler=BatchSampler(indices, self.batch_size, drop_last=True),  # type: ignore[arg-type]
                 num_workers=self.num_workers,
-                persistent_workers=False,
+                # its own generator: creating a loader must not draw from the global RNG (--resume exactness)
+                generator=torch.Generator().manual_seed(self.sampler.seed + epoch),
             )
             yield from loader
             epoch, skip = epoch + 1, 0
@@ -545,10 +547,11 @@ def pretrain(
     writer = None
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_run_files(out, cfg, model)
+        write_run_files(out, cfg, model, info.world_size)
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tb"))
+        writer.add_text("config", "```\n" + (out / "config.yml").read_text() + "```", step)
         grid_set = val_set if val_set is not None else dataset
         grid_x, grid_y = fixed_batch(grid_set, 4)
 
@@ -598,6 +601,8 @@ def pretrain(
                         writer.add_scalar(k, v, step)
                 if bar is not None:
                     bar.set_postfix(loss=f"{metrics['loss/total']:.3f}", acc=f"{metrics['accuracy']:.3f}")
+                elif info.is_main:  # log files (--no-progress): one line per log step
+                    print(f"step {step}/{cfg.steps} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
                 sums, n_sum, t_log = {}, 0, time.perf_counter()
 
             # Validation and image grids draw their z samples from a forked RNG, so that they leave the
@@ -609,6 +614,8 @@ def pretrain(
                 if writer is not None:
                     for k, v in val.items():
                         writer.add_scalar(f"val/{k}", v, step)
+                    if bar is None:
+                        print(f"step {step} val " + " ".join(f"{k}={v:.4g}" for k, v in val.items()), flush=True)
             if writer is not None and cfg.image_every > 0 and (step % cfg.image_every == 0 or step == cfg.steps):
                 model.eval()
                 with torch.random.fork_rng(devices=fork_devices):
@@ -649,11 +656,13 @@ def evaluate_loss(model: nn.Module, dataset: Dataset, cfg: PretrainConfig, info:
     return sums
 
 
-def write_run_files(out: Path, cfg: PretrainConfig, model: nn.Module) -> None:
-    """``config.yml`` (training + model config), ``command.txt`` (rl-zoo's convention)."""
+def write_run_files(out: Path, cfg: PretrainConfig, model: nn.Module, world_size: int = 1) -> None:
+    """``config.yml`` (training + full model config) and ``command.txt`` (rl-zoo's convention)."""
     config = {**asdict(cfg), "betas": list(cfg.betas), "model": _plain(asdict(model.config))}
     atomic_write_bytes(out / "config.yml", yaml.safe_dump(config, sort_keys=False).encode())
-    atomic_write_bytes(out / "command.txt", (" ".join([sys.executable, "-m", "sb3_pvdr.pretrain", *sys.argv[1:]]) + "\n").encode())
+    launcher = ["torchrun", f"--nproc_per_node={world_size}"] if world_size > 1 else ["python"]
+    command = " ".join([*launcher, "-m", "sb3_pvdr.pretrain", *sys.argv[1:]])
+    atomic_write_bytes(out / "command.txt", (command + "\n").encode())
 
 
 def _plain(value: Any) -> Any:
@@ -693,6 +702,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--val-every", type=int, default=None)
     parser.add_argument("--resume", action="store_true", help="continue OUT/last.pt (model, optimizer, step)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads per process (1 is often fastest on a busy shared CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar (log files)")
     return parser.parse_args(argv)
 
@@ -716,11 +727,18 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
 def main(argv: Optional[list[str]] = None) -> None:
     args = parse_args(argv)
     cfg = config_from_args(args)
+    if args.threads is not None:
+        if args.threads <= 0:
+            raise ConfigError(f"--threads must be positive, got {args.threads}")
+        torch.set_num_threads(args.threads)
     if not Path(args.tokenizer).is_file():
         raise CheckpointError(f"--tokenizer {args.tokenizer} does not exist: train one with python -m sb3_pvdr.tokenizer.train")
     if not Path(args.data).exists():
         raise DataError(f"--data {args.data} does not exist: give a token folder or a folder of videos")
     info = init_distributed(args.device)
+    if info.is_main:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(Path(args.out) / "args.yml", yaml.safe_dump(vars(args), sort_keys=False).encode())
     try:
         result = pretrain(args.data, args.tokenizer, args.out, cfg, resume=args.resume, device=args.device,
                           val_data=args.val_data, progress=not args.no_progress, info=info)

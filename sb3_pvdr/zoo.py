@@ -1,6 +1,7 @@
 """Glue between sb3_pvdr and RL Baselines3 Zoo (``rl_zoo3``): the engine behind ``train.py``.
 
-``train.py`` is rl-zoo's own ``rl_zoo3.train.train()`` with four changes, all made here:
+``train.py`` is rl-zoo's own ``rl_zoo3.train.train()`` (same options: ``python train.py -h``) with
+these changes, all made here:
 
 1. :func:`register_algorithms` adds our algorithms to ``rl_zoo3.utils.ALGOS`` (``ppo`` from SB3,
    and ``pvdr`` once ``sb3_pvdr.pvdr.PVDR`` exists) before rl-zoo builds its argument parser.
@@ -10,9 +11,12 @@
 3. Configs are checked before anything is built: unknown keys, Python strings that rl-zoo would
    ``eval`` (we keep yaml structured), env kwargs the env does not take, VecNormalize on images.
    Every such mistake is a one-line :class:`~sb3_pvdr.common.errors.ConfigError`.
-4. Runs log to tensorboard by default, always end with an evaluation (so a short run still reports a
-   success rate), save a plain-yaml ``config.yml``/``args.yml`` and a re-runnable ``command.txt``,
-   and call each callback's ``on_training_end`` once (rl-zoo calls the first one twice).
+4. Runs always end with an evaluation (so a short run still reports a success rate), save a
+   plain-yaml ``config.yml`` (the merged hyperparameters actually used) / ``args.yml`` and a
+   re-runnable ``command.txt``, and call each callback's ``on_training_end`` once (rl-zoo calls the
+   first one twice).
+5. Other defaults: ``sb3_pvdr.envs`` is imported (our gymnasium ids), ``--env reach-v2``,
+   ``--tensorboard-log <log-folder>/tensorboard`` and ``--num-threads 1`` (see :func:`_prepare_argv`).
 
 Run layout (rl-zoo's)::
 
@@ -38,6 +42,8 @@ from typing import Any
 
 import gymnasium as gym
 import yaml
+from rl_zoo3.exp_manager import ExperimentManager
+from rl_zoo3.utils import ALGOS
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
@@ -45,6 +51,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pvdr.common.errors import ConfigError, cli_entry
+from sb3_pvdr.common.utils import get_device
 
 # Where ``train.py`` looks for ``<algo>.yml`` unless ``--conf-file`` is given: the repository's
 # ``zoo_configs/`` (``train.py`` lives next to it and passes its own path).
@@ -67,6 +74,8 @@ ZOO_KEYS = frozenset(
         "noise_std",
     }
 )
+# Constructor arguments rl-zoo sets itself (from the command line): not allowed in a config.
+RESERVED_KEYS = frozenset({"env", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model"})
 # Keys whose string values rl-zoo passes to ``eval``: ours must be yaml mappings instead.
 EVALUATED_KEYS = ("policy_kwargs", "replay_buffer_kwargs", "monitor_kwargs", "normalize")
 # Mappings merged key by key (default block < env entry < command line) instead of replaced.
@@ -91,8 +100,6 @@ def register_algorithms(include_pvdr: bool = True) -> dict[str, type[BaseAlgorit
         unless ``--algo pvdr`` is asked for)
     :return: the algorithms this call registered, name -> class
     """
-    from rl_zoo3.utils import ALGOS
-
     ours: dict[str, type[BaseAlgorithm]] = {"ppo": PPO}
     if include_pvdr and importlib.util.find_spec("sb3_pvdr.pvdr") is not None:
         pvdr = getattr(importlib.import_module("sb3_pvdr.pvdr"), "PVDR", None)
@@ -199,11 +206,14 @@ def check_hyperparams(algo: str, algo_class: type, hyperparams: dict[str, Any], 
     :param hyperparams: the merged hyperparameters
     :param source: file name for error messages
     """
-    valid = algorithm_kwargs(algo_class) | ZOO_KEYS
+    valid = (algorithm_kwargs(algo_class) | ZOO_KEYS) - RESERVED_KEYS
     unknown = sorted(set(hyperparams) - valid)
     if unknown:
+        close = [match for key in unknown for match in difflib.get_close_matches(key, valid, n=1)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ConfigError(
-            f"{source}: unknown hyperparameter(s) {', '.join(unknown)} for {algo}; valid keys: {', '.join(sorted(valid))}"
+            f"{source}: unknown hyperparameter(s) {', '.join(unknown)} for {algo}{hint}; "
+            f"valid keys: {', '.join(sorted(valid))} (seed, device, verbose, tensorboard_log come from the command line)"
         )
     if "policy" not in hyperparams:
         raise ConfigError(f"{source}: no 'policy' for {algo} (e.g. policy: MultiInputPolicy)")
@@ -357,78 +367,77 @@ class FinalEvalCallback(BaseCallback):
 # --------------------------------------------------------------------------------------------
 
 
-def _experiment_manager_class() -> type:
-    from rl_zoo3.exp_manager import ExperimentManager
-    from rl_zoo3.utils import ALGOS
+class ZooExperimentManager(ExperimentManager):
+    """
+    rl-zoo's ``ExperimentManager`` with the changes listed in this module's docstring: hyperparameters
+    merged over ``default:`` and checked, no ``eval``, a final evaluation, callbacks ended once, plain
+    yaml run records. Constructed by ``rl_zoo3.train.train()`` (see :func:`main`), same arguments.
+    """
 
-    class ZooExperimentManager(ExperimentManager):
-        """rl-zoo's ``ExperimentManager`` reading ``zoo_configs/`` with default merging and config checks."""
+    def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        env_id = self.env_name.gym_id
+        source = Path(self.config).name
+        print(f"Loading hyperparameters from: {self.config}")
+        hyperparams = lookup_hyperparams(load_zoo_file(self.config), env_id, source)
+        hyperparams = merge_hyperparams(hyperparams, self.custom_hyperparams)
+        if self.env_kwargs:  # --env-kwargs
+            hyperparams = merge_hyperparams(hyperparams, {"env_kwargs": self.env_kwargs})
+        if self.n_timesteps > 0:  # -n N: config.yml records the budget actually used
+            hyperparams["n_timesteps"] = self.n_timesteps
+        elif "n_timesteps" not in hyperparams:
+            raise ConfigError(f"{source}: no n_timesteps for {env_id}; add one or pass -n N")
+        check_hyperparams(self.algo, ALGOS[self.algo], hyperparams, source)
+        env_kwargs = hyperparams.get("env_kwargs", {})
+        check_env_kwargs(env_id, env_kwargs)
+        # rl-zoo builds the eval env from the command-line env kwargs only: use the merged ones.
+        if self._eval_env_kwargs_args is None:
+            self.eval_env_kwargs = env_kwargs
+        saved_hyperparams = dict(sorted(hyperparams.items()))
+        print(f"Hyperparameters for {env_id}:")
+        print(_dump_yaml(saved_hyperparams).rstrip())
+        return hyperparams, saved_hyperparams
 
-        def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
-            env_id = self.env_name.gym_id
-            source = Path(self.config).name
-            print(f"Loading hyperparameters from: {self.config}")
-            hyperparams = lookup_hyperparams(load_zoo_file(self.config), env_id, source)
-            hyperparams = merge_hyperparams(hyperparams, self.custom_hyperparams)
-            if self.env_kwargs:  # --env-kwargs
-                hyperparams = merge_hyperparams(hyperparams, {"env_kwargs": self.env_kwargs})
-            if self.n_timesteps > 0:  # -n N: config.yml records the budget actually used
-                hyperparams["n_timesteps"] = self.n_timesteps
-            elif "n_timesteps" not in hyperparams:
-                raise ConfigError(f"{source}: no n_timesteps for {env_id}; add one or pass -n N")
-            check_hyperparams(self.algo, ALGOS[self.algo], hyperparams, source)
-            env_kwargs = hyperparams.get("env_kwargs", {})
-            check_env_kwargs(env_id, env_kwargs)
-            # rl-zoo builds the eval env from the command-line env kwargs only: use the merged ones.
-            if self._eval_env_kwargs_args is None:
-                self.eval_env_kwargs = env_kwargs
-            saved_hyperparams = dict(sorted(hyperparams.items()))
-            print(f"Hyperparameters for {env_id}:")
-            print(yaml.safe_dump(saved_hyperparams, sort_keys=True).rstrip())
-            return hyperparams, saved_hyperparams
+    def _preprocess_hyperparams(self, hyperparams: dict[str, Any]) -> tuple:
+        if isinstance(hyperparams.get("policy_kwargs"), dict):
+            hyperparams["policy_kwargs"] = resolve_policy_kwargs(hyperparams["policy_kwargs"])
+        if isinstance(hyperparams.get("monitor_kwargs"), dict):  # Monitor adds keyword tuples
+            hyperparams["monitor_kwargs"] = {
+                k: tuple(v) if isinstance(v, list) else v for k, v in hyperparams["monitor_kwargs"].items()
+            }
+        if isinstance(hyperparams.get("replay_buffer_class"), str):  # rl-zoo would eval it
+            hyperparams["replay_buffer_class"] = resolve_class(hyperparams["replay_buffer_class"], "replay_buffer_class")
+        return super()._preprocess_hyperparams(hyperparams)
 
-        def _preprocess_hyperparams(self, hyperparams: dict[str, Any]) -> tuple:
-            if isinstance(hyperparams.get("policy_kwargs"), dict):
-                hyperparams["policy_kwargs"] = resolve_policy_kwargs(hyperparams["policy_kwargs"])
-            if isinstance(hyperparams.get("monitor_kwargs"), dict):  # Monitor adds keyword tuples
-                hyperparams["monitor_kwargs"] = {
-                    k: tuple(v) if isinstance(v, list) else v for k, v in hyperparams["monitor_kwargs"].items()
-                }
-            if isinstance(hyperparams.get("replay_buffer_class"), str):  # rl-zoo would eval it
-                hyperparams["replay_buffer_class"] = resolve_class(hyperparams["replay_buffer_class"], "replay_buffer_class")
-            return super()._preprocess_hyperparams(hyperparams)
+    def create_callbacks(self) -> None:
+        super().create_callbacks()
+        evaluators = [cb for cb in self.callbacks if isinstance(cb, EvalCallback)]
+        if evaluators:
+            self.callbacks.append(FinalEvalCallback(evaluators[-1]))
 
-        def create_callbacks(self) -> None:
-            super().create_callbacks()
-            evaluators = [cb for cb in self.callbacks if isinstance(cb, EvalCallback)]
-            if evaluators:
-                self.callbacks.append(FinalEvalCallback(evaluators[-1]))
+    def learn(self, model: BaseAlgorithm) -> None:
+        if self.callbacks:
+            self.callbacks = [OnceCallbackList(self.callbacks)]
+        super().learn(model)
 
-        def learn(self, model: BaseAlgorithm) -> None:
-            if self.callbacks:
-                self.callbacks = [OnceCallbackList(self.callbacks)]
-            super().learn(model)
+    def _maybe_normalize(self, env: VecEnv, eval_env: bool) -> VecEnv:
+        spaces = getattr(env.observation_space, "spaces", {"obs": env.observation_space})
+        normalized = self.normalize_kwargs.get("norm_obs_keys") or list(spaces)
+        images = [key for key in normalized if key in spaces and is_image_space(spaces[key])]
+        if self.normalize and self.normalize_kwargs.get("norm_obs", True) and images:
+            env.close()
+            raise ConfigError(
+                f"normalize would standardise the image observations {images}; "
+                "use normalize: {norm_obs: false, norm_reward: true} or list only non-image norm_obs_keys"
+            )
+        return super()._maybe_normalize(env, eval_env)
 
-        def _maybe_normalize(self, env: VecEnv, eval_env: bool) -> VecEnv:
-            spaces = getattr(env.observation_space, "spaces", {"obs": env.observation_space})
-            normalized = self.normalize_kwargs.get("norm_obs_keys") or list(spaces)
-            images = [key for key in normalized if key in spaces and is_image_space(spaces[key])]
-            if self.normalize and self.normalize_kwargs.get("norm_obs", True) and images:
-                raise ConfigError(
-                    f"normalize would standardise the image observations {images}; "
-                    "use normalize: {norm_obs: false, norm_reward: true} or list only non-image norm_obs_keys"
-                )
-            return super()._maybe_normalize(env, eval_env)
-
-        def _save_config(self, saved_hyperparams: dict[str, Any]) -> None:
-            params_path = Path(self.params_path)
-            (params_path / "config.yml").write_text(_dump_yaml(saved_hyperparams))
-            (params_path / "args.yml").write_text(_dump_yaml(dict(sorted(vars(self.args).items()))))
-            argv = getattr(sys, "orig_argv", [sys.executable, *sys.argv])
-            (params_path / "command.txt").write_text(shlex.join(argv) + "\n")
-            print(f"Log path: {self.save_path}")
-
-    return ZooExperimentManager
+    def _save_config(self, saved_hyperparams: dict[str, Any]) -> None:
+        params_path = Path(self.params_path)
+        (params_path / "config.yml").write_text(_dump_yaml(saved_hyperparams))
+        (params_path / "args.yml").write_text(_dump_yaml(dict(sorted(vars(self.args).items()))))
+        argv = getattr(sys, "orig_argv", [sys.executable, *sys.argv])
+        (params_path / "command.txt").write_text(shlex.join(argv) + "\n")
+        print(f"Log path: {self.save_path}")
 
 
 def _dump_yaml(data: dict[str, Any]) -> str:
@@ -456,6 +465,7 @@ def _prepare_argv(argv: list[str], config_dir: str | Path | None) -> list[str]:
     pre.add_argument("-tb", "--tensorboard-log", default=None)
     pre.add_argument("--num-threads", default=None)
     pre.add_argument("--gym-packages", nargs="+", default=[])
+    pre.add_argument("--device", default="auto")
     known, _ = pre.parse_known_args(argv)
     if known.help:
         register_algorithms()  # list them all
@@ -463,14 +473,16 @@ def _prepare_argv(argv: list[str], config_dir: str | Path | None) -> list[str]:
     for module in known.gym_packages:  # rl-zoo imports them too, but after its own env check
         importlib.import_module(module)
 
-    from rl_zoo3.utils import ALGOS
-
     register_algorithms(include_pvdr=known.algo == "pvdr")
     if known.algo not in ALGOS:
         hint = " (it appears once sb3_pvdr.pvdr defines PVDR)" if known.algo == "pvdr" else ""
         raise ConfigError(f"unknown algorithm {known.algo!r}{hint}; available: {', '.join(sorted(ALGOS))}")
     env_id = known.env or DEFAULT_ENV
     check_env_id(env_id)
+    try:
+        get_device(known.device)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device {known.device}: not a torch device (use auto, cpu, cuda or cuda:N)") from exc
     conf_file = known.conf_file or default_conf_file(known.algo, config_dir)
     load_zoo_file(conf_file)  # exists and parses
 
@@ -501,7 +513,7 @@ def main(argv: Sequence[str] | None = None, config_dir: str | Path | None = None
     import_env_packages()
     argv = _prepare_argv(list(sys.argv[1:] if argv is None else argv), config_dir)
 
-    rl_zoo3.train.ExperimentManager = _experiment_manager_class()
+    rl_zoo3.train.ExperimentManager = ZooExperimentManager  # what train() instantiates
     saved_argv = sys.argv
     sys.argv = [saved_argv[0], *argv]
     try:

@@ -20,7 +20,7 @@ from sb3_pvdr.envs import (
     resolve_task,
 )
 
-SIZE = 32
+SIZE = 40  # >= 36: SB3's check_env accepts it for CnnPolicy without a warning
 
 
 @pytest.fixture(scope="module")
@@ -128,15 +128,15 @@ def test_truncation_counts_simulator_steps(cache_dir):
 def test_new_variant_and_goal_on_each_reset(env):
     env.reset(seed=0)
     seen = {}
-    for _ in range(4):
+    for _ in range(3):
         obs, info = env.reset()
         seen[info["variant"]] = obs["desired_goal"]
     assert len(seen) >= 2
     goals = list(seen.values())
     assert not np.array_equal(goals[0], goals[1])
     # same seed -> same sequence of variants
-    first = [env.reset(seed=11)[1]["variant"]] + [env.reset()[1]["variant"] for _ in range(2)]
-    again = [env.reset(seed=11)[1]["variant"]] + [env.reset()[1]["variant"] for _ in range(2)]
+    first = [env.reset(seed=0)[1]["variant"]] + [env.reset()[1]["variant"] for _ in range(3)]
+    again = [env.reset(seed=0)[1]["variant"]] + [env.reset()[1]["variant"] for _ in range(3)]
     assert first == again
 
 
@@ -174,7 +174,6 @@ def test_goal_image_cached_and_reused(cache_dir, monkeypatch):
     goal = first.reset()[0]["desired_goal"]
     first.close()
     assert any(cache_dir.rglob("variant_09.png"))
-    assert any(cache_dir.rglob("variants_seed0.npy"))
 
     def no_rollout(*args, **kwargs):
         raise AssertionError("the scripted policy ran although the goal image was cached")
@@ -187,13 +186,40 @@ def test_goal_image_cached_and_reused(cache_dir, monkeypatch):
         second.close()
 
 
-def test_variant_cache_matches_metaworld_mt1(cache_dir):
-    import metaworld
+def test_variants_without_goal_are_skipped_or_refused(tmp_path, monkeypatch):
+    """Where the scripted policy fails, the variant is skipped (reason cached); a fixed one is refused."""
+    from sb3_pvdr.common.errors import PVDRError
 
-    from sb3_pvdr.envs.metaworld_env import VARIANT_SEED, metaworld_variants
+    def odd_variants_fail(self, variant):  # stands in for the scripted-policy rollout
+        return (None, "stand-in failure") if variant % 2 else (np.full((SIZE, SIZE, 3), 7, np.uint8), "")
 
-    cached = metaworld_variants("reach-v3", str(cache_dir))  # the env fixture wrote the .npy file
-    reference = metaworld.MT1("reach-v3", seed=VARIANT_SEED).train_tasks
+    monkeypatch.setattr(ImageGoalMetaWorldEnv, "_generate_goal", odd_variants_fail)
+    env = make_metaworld_env("reach-v2", image_size=SIZE, goal_cache_dir=tmp_path)
+    try:
+        drawn = {env.reset(seed=s)[1]["variant"] for s in range(8)}
+        assert drawn and all(v % 2 == 0 for v in drawn) and all(v % 2 for v in env._failed)
+        assert any(tmp_path.rglob("*.failed")) and any(tmp_path.rglob("*.png"))
+        failed = sorted(env._failed)[0]
+        with pytest.raises(ConfigError, match="stand-in failure") as exc:
+            make_metaworld_env("reach-v2", image_size=SIZE, variant=failed, goal_cache_dir=tmp_path)
+        assert "\n" not in str(exc.value)
+    finally:
+        env.close()
+    monkeypatch.setattr(ImageGoalMetaWorldEnv, "_generate_goal", lambda self, variant: (None, "stand-in failure"))
+    env = make_metaworld_env("reach-v2", image_size=SIZE, goal_cache_dir=tmp_path / "none")
+    try:
+        with pytest.raises(PVDRError, match="no variant"):
+            env.reset()
+    finally:
+        env.close()
+
+
+def test_variant_cache_matches_metaworld_mt1(tmp_path):
+    from sb3_pvdr.envs.metaworld_env import load_or_make_variants
+
+    reference = load_or_make_variants("reach-v3", tmp_path)  # metaworld.MT1(..., seed=0), then cached
+    assert any(tmp_path.rglob("variants_seed0.npy"))
+    cached = load_or_make_variants("reach-v3", tmp_path)  # rebuilt from the cached random vectors
     assert len(cached) == len(reference) == 50
     for ours, theirs in zip(cached, reference):
         a, b = pickle.loads(ours.data), pickle.loads(theirs.data)
@@ -215,15 +241,23 @@ def test_gym_make_ids_and_kwargs(cache_dir):
         assert env.unwrapped.state_observation().shape == (39,)
     finally:
         env.close()
+    # "module:id" imports the module first, as fresh subprocesses (SubprocVecEnv workers) need
+    env = gym.make("sb3_pvdr.envs:drawer-open-v2", image_size=SIZE, variant=9, goal_cache_dir=cache_dir)
+    try:
+        assert env.unwrapped.task_name == "drawer-open-v3" and env.unwrapped.camera == "corner"
+    finally:
+        env.close()
 
 
 def test_check_env(cache_dir):
     from stable_baselines3.common.env_checker import check_env
 
     # a fixed variant: check_env resets with several seeds, each new variant would cost a rollout
-    env = make_metaworld_env("reach-v2", image_size=64, variant=9, goal_cache_dir=cache_dir)
+    env = make_metaworld_env("reach-v2", image_size=SIZE, variant=9, goal_cache_dir=cache_dir)
     try:
-        check_env(env, warn=True, skip_render_check=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no warning from SB3's checker either
+            check_env(env, warn=True, skip_render_check=True)
     finally:
         env.close()
 
@@ -279,20 +313,20 @@ def test_frames_right_way_up(cache_dir, camera):
 
 
 # ---------------------------------------------------------------------- several envs
-def test_subproc_vec_env_frames_match_single_process(cache_dir):
+def test_subproc_vec_env_frames_match_single_process(env, cache_dir):
     """Two envs in subprocesses render the same frames as two envs sharing this process."""
     from functools import partial
 
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    kwargs = dict(image_size=SIZE, goal_cache_dir=str(cache_dir), max_episode_steps=20)
-    fns = [partial(make_metaworld_env, "reach-v2", seed=seed, **kwargs) for seed in (21, 22)]
-    local = [fn() for fn in fns]
+    fns = [partial(make_metaworld_env, "reach-v2", image_size=SIZE, seed=seed, goal_cache_dir=str(cache_dir))
+           for seed in (21, 22)]
+    local = [env, fns[1]()]  # the module's env stands in for the first one: same settings, reseeded below
     vec = SubprocVecEnv(fns)
     try:
         actions = np.random.default_rng(0).uniform(-1, 1, (4, 2, 4)).astype(np.float32)
         vec_obs = vec.reset()
-        local_obs = [env.reset()[0] for env in local]
+        local_obs = [local[0].reset(seed=21)[0], local[1].reset()[0]]
         for step in range(len(actions) + 1):
             for i, env in enumerate(local):
                 for key in ("observation", "desired_goal"):
@@ -304,5 +338,4 @@ def test_subproc_vec_env_frames_match_single_process(cache_dir):
         assert not np.array_equal(local_obs[0]["observation"], local_obs[1]["observation"])
     finally:
         vec.close()
-        for env in local:
-            env.close()
+        local[1].close()

@@ -27,6 +27,15 @@ from sb3_pvdr.tokenizer.model import VQTokenizer
 IMAGE = 16
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: one torch thread is much faster than a contended pool."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ---------------------------------------------------------------------------------------------- fixtures
 def tiny_models(seed: int = 0, l: int = 3) -> tuple[VQTokenizer, VisualDynamicsModel]:  # noqa: E741
     """A 16x16 -> 4x4 tokenizer with 16 codes and a matching one-layer dynamics model (untrained)."""
@@ -222,3 +231,27 @@ def test_wrapper_rejects_mismatched_image_size():
     tokenizer, dynamics = tiny_models()
     with pytest.raises(ConfigError, match="image_size=16"):
         PlanningWrapper(FakeImageGoalEnv(size=24), tokenizer, dynamics)
+
+
+def test_codes_metric_compares_codebook_embeddings_without_decoding():
+    env = make_wrapped()
+    env.configure(plan_metric="codes")
+    obs, info = env.reset(seed=0)
+    codebook = env.planner.tokenizer.codebook.numpy()
+    # the goal target and the plan are code grids (h, w, d_code), not pixels
+    goal_codes = codebook[env.planner.tokenizer.encode(info["goal"][None])[0].numpy()]
+    np.testing.assert_allclose(env._goal_target.numpy(), goal_codes)
+    np.testing.assert_allclose(env._plan_frames, codebook[info["plan_tokens"]])
+    plan = env._plan_frames.copy()
+    _, _, _, _, info = env.step(np.zeros(2, dtype=np.float32))
+    expected = np.abs(codebook[info["next_tokens"]] - plan[0]).mean()
+    assert info["plan_errors"][0] == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ConfigError, match="plan metric"):
+        env.configure(plan_metric="latent")
+
+
+def test_missing_checkpoint_is_a_one_line_error(tmp_path):
+    from sb3_pvdr.common.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="tokenizer checkpoint not found"):
+        PlanningWrapper(FakeImageGoalEnv(), str(tmp_path / "tok.pt"), str(tmp_path / "dyn.pt"))

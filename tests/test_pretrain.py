@@ -5,6 +5,7 @@ Everything runs on a tiny tokenizer (16x16 frames -> 4x4 tokens, K = 16) and a t
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import yaml
 
 from sb3_pvdr.common.checkpoint import load_checkpoint
 from sb3_pvdr.dynamics import VisualDynamicsModel
-from sb3_pvdr.pretrain import DistInfo, PretrainConfig, main, pretrain
+from sb3_pvdr.pretrain import PretrainConfig, main, pretrain
 from sb3_pvdr.tokenizer import TokenizerConfig, VQTokenizer
 from sb3_pvdr.video import write_token_folder
 
@@ -163,13 +164,14 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank: int, world_size: int, port: int, paths: dict[str, str]) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
+    # the environment torchrun gives each process; pretrain() joins the gloo group from it
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world_size))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         cfg = PretrainConfig.from_dict({**TINY_TRAIN, "steps": 3, "image_every": 0})
-        info = DistInfo(rank=rank, world_size=world_size, device=torch.device("cpu"))
-        result = pretrain(paths["data"], paths["tokenizer"], paths["out"], cfg, device="cpu", progress=False, info=info)
+        result = pretrain(paths["data"], paths["tokenizer"], paths["out"], cfg, device="cpu", progress=False)
+        assert dist.get_world_size() == world_size and dist.get_backend() == "gloo"
         torch.save({"state_dict": result.model.state_dict(), "step": result.step}, Path(paths["out"]) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -190,3 +192,43 @@ def test_two_process_ddp_keeps_ranks_identical(setup: dict[str, Path]) -> None:
     assert moved > 0, "training changed no parameter"
     # only rank 0 saves: one checkpoint, written at step 3
     assert load_checkpoint(out / "last.pt", "pretrain_state")["step"] == 3
+
+
+def test_video_folder_is_tokenized_once_into_out(setup: dict[str, Path], tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    rng = np.random.default_rng(0)
+    for e in range(2):
+        np.save(videos / f"ep{e}.npy", rng.integers(0, 256, (10, 16, 16, 3), dtype=np.uint8))
+    setup["data"] = videos
+    main(cli(setup, "--steps", "1"))
+    tokens = setup["out"] / "tokens"
+    meta = json.loads((tokens / "meta.json").read_text())
+    assert (meta["num_episodes"], meta["num_frames"], meta["grid"]) == (2, 20, list(GRID))
+    stamp = (tokens / "tokens.npy").stat().st_mtime_ns
+    main(cli(setup, "--steps", "2", "--resume"))
+    assert (tokens / "tokens.npy").stat().st_mtime_ns == stamp, "the cached token folder must be reused"
+
+
+def test_eval_dynamics_script(setup: dict[str, Path], tmp_path: Path) -> None:
+    """scripts/eval_dynamics.py: accuracies for posterior / prior / zero z and the PNG grid layout."""
+    import importlib.util
+
+    import imageio.v3 as iio
+
+    spec = importlib.util.spec_from_file_location("eval_dynamics", Path(__file__).parents[1] / "scripts" / "eval_dynamics.py")
+    eval_dynamics = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(eval_dynamics)
+    main(cli(setup, "--steps", "2"))
+    png, out = tmp_path / "grid.png", tmp_path / "eval.json"
+    eval_dynamics.main(["--model", str(setup["out"] / "dynamics.pt"), "--tokenizer", str(setup["tokenizer"]),
+                        "--data", str(setup["val"]), "--clips", "5", "--prior-samples", "3", "--grid-clips", "2",
+                        "--png", str(png), "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["step"] == 2 and result["clips"] == 5
+    for key in ("posterior", "prior", "prior_mean", "zero"):
+        assert 0.0 <= result[f"{key}/generated"] <= 1.0 and len(result["per_frame_generated"][key]) == TINY_MODEL["l"]
+    assert result["prior/best_of_samples"] >= result["prior/generated"] - 1e-6
+    image = iio.imread(png)
+    frames, rows, side = TINY_MODEL["m"] + TINY_MODEL["l"], 2 * (2 + 3), 16 + 2  # clips x (true, post., 3 prior)
+    assert image.shape == (rows * side, 56 + frames * side, 3)

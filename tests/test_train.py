@@ -98,7 +98,18 @@ def test_smoke_run_saves_model_config_and_logs(smoke_run):
     assert list((smoke_run.log_folder / "tensorboard" / "reach-v2").glob("PPO_1/events.out.tfevents.*"))
 
 
-def test_smoke_run_model_loads_and_evaluates(smoke_run, goal_cache):
+@pytest.fixture
+def one_torch_thread():
+    """Batch-1 inference is many times faster on one thread on a busy machine (as train.py does)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_smoke_run_model_loads_and_evaluates(smoke_run, goal_cache, one_torch_thread):
     model = PPO.load(smoke_run.run_dir / "reach-v2.zip", device="cpu")
     assert model.n_steps == 128 and model.n_epochs == 1  # -params took effect in the model
     assert model.clip_range(1.0) == 0.6
@@ -135,6 +146,7 @@ def test_unknown_algo_is_one_line_error(tmp_path):
         (["--env", "reach-v2", "--env-kwargs", "image_sise:40"], "env_kwargs image_sise not accepted by reach-v2"),
         (["--env", "reach-v2", "--conf-file", "missing.yml"], "missing.yml not found"),
         (["--env", "reach-v2", "--conf-file", "hyper.py"], "expected a .yml/.yaml"),
+        (["--env", "reach-v2", "--device", "tpu"], "--device tpu: not a torch device"),
     ],
 )
 def test_user_errors_are_one_line(argv, message, tmp_path, capsys):
@@ -144,6 +156,16 @@ def test_user_errors_are_one_line(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "ppo").exists()  # failed before creating a run folder
+
+
+def test_vecnormalize_of_images_is_refused(tmp_path, goal_cache, capsys):
+    argv = ["--env", "reach-v2", "--eval-freq", "-1", "-f", str(tmp_path), "-params", "n_envs:1", "normalize:True"]
+    env_kwargs = [f"{k}:{v!r}" for k, v in {**ENV_KWARGS, "goal_cache_dir": str(goal_cache)}.items()]
+    with pytest.raises(SystemExit):
+        main([*argv, "--env-kwargs", *env_kwargs])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: normalize would standardise the image observations")
+    assert "'observation'" in err and "'desired_goal'" in err and len(err.splitlines()) == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,8 +216,10 @@ def test_check_hyperparams_rejects_evaluated_strings_and_unknown_keys():
     check_hyperparams("ppo", PPO, {**base, "policy_kwargs": {"net_arch": [8]}, "callback": "x.Y"})
     with pytest.raises(ConfigError, match="policy_kwargs is the Python string"):
         check_hyperparams("ppo", PPO, {**base, "policy_kwargs": "dict(net_arch=[8])"})
-    with pytest.raises(ConfigError, match="unknown hyperparameter.*learning_rat;"):
+    with pytest.raises(ConfigError, match=r"unknown hyperparameter\(s\) learning_rat for ppo \(did you mean learning_rate\?\)"):
         check_hyperparams("ppo", PPO, {**base, "learning_rat": 1e-3})
+    with pytest.raises(ConfigError, match="unknown hyperparameter.*seed"):
+        check_hyperparams("ppo", PPO, {**base, "seed": 1})  # rl-zoo passes --seed itself
     with pytest.raises(ConfigError, match="no 'policy'"):
         check_hyperparams("ppo", PPO, {"n_steps": 8})
 

@@ -168,6 +168,18 @@ class VisualDynamicsModel(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.trunc_normal_(module.weight, std=0.02)
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters of E (``encoder`` + ``posterior_head``), P (``prior_net`` + ``prior_head``) and D.
+
+        Clip gradient norms per group: the prior KL of eq. (1) trains only P and grows large once the
+        posterior sharpens (tens of nats per token), so one global clip would shrink E's and D's updates.
+        """
+        return {
+            "encoder": [*self.encoder.parameters(), *self.posterior_head.parameters()],
+            "prior": [*self.prior_net.parameters(), *self.prior_head.parameters()],
+            "decoder": list(self.decoder.parameters()),
+        }
+
     # ------------------------------------------------------------------ shapes
     @property
     def codebook_size(self) -> int:

@@ -7,6 +7,7 @@ MuJoCo are imported only when an env is built.
 from sb3_pvdr.envs.goals import default_goal_cache_dir, get_scripted_policy
 from sb3_pvdr.envs.metaworld_env import ImageGoalMetaWorldEnv, make_metaworld_env
 from sb3_pvdr.envs.registration import register_envs, registered_ids
+from sb3_pvdr.envs.rlbench import ImageGoalRLBenchEnv, make_rlbench_env
 from sb3_pvdr.envs.tasks import (
     CAMERAS,
     METAWORLD_TASKS,
@@ -27,10 +28,12 @@ __all__ = [
     "TASK_CAMERAS",
     "TASK_SETS",
     "ImageGoalMetaWorldEnv",
+    "ImageGoalRLBenchEnv",
     "TaskSpec",
     "default_goal_cache_dir",
     "get_scripted_policy",
     "make_metaworld_env",
+    "make_rlbench_env",
     "register_envs",
     "registered_ids",
     "resolve_task",

@@ -16,7 +16,6 @@ variant comes from metaworld's scripted policy (:mod:`sb3_pvdr.envs.goals`) and 
 from __future__ import annotations
 
 import atexit
-import functools
 import io
 import logging
 import os
@@ -52,15 +51,27 @@ MT_OVERRIDE = {"partially_observable": False}
 METAWORLD_FPS = 80
 
 
-@functools.lru_cache(maxsize=None)
-def metaworld_variants(metaworld_name: str, cache_dir: str | None = None) -> tuple[Any, ...]:
+_VARIANTS: dict[str, tuple[Any, ...]] = {}
+
+
+def metaworld_variants(metaworld_name: str, cache_dir: str | os.PathLike | None = None) -> tuple[Any, ...]:
     """The 50 MT1 variants (``metaworld.types.Task``) of a task, as ``metaworld.MT1(name, seed=0)``.
 
-    MT1 draws them by resetting a fresh env 50 times (1-4 s); their random vectors are cached on
-    disk next to the goal images and the tasks rebuilt from them exactly as MT1 encodes them.
+    Kept in memory per process; see :func:`load_or_make_variants` for the disk cache.
 
     :param metaworld_name: e.g. ``"reach-v3"``
     :param cache_dir: goal-cache root (``None``: the default one)
+    """
+    if metaworld_name not in _VARIANTS:
+        _VARIANTS[metaworld_name] = load_or_make_variants(metaworld_name, cache_dir)
+    return _VARIANTS[metaworld_name]
+
+
+def load_or_make_variants(metaworld_name: str, cache_dir: str | os.PathLike | None = None) -> tuple[Any, ...]:
+    """MT1's variants, from their random vectors cached on disk, else from ``metaworld.MT1``.
+
+    MT1 draws the variants by resetting a fresh env 50 times (1-4 s); their random vectors are cached
+    next to the goal images and the tasks rebuilt from them exactly as MT1 encodes them.
     """
     import metaworld
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS, ML1_ARGS_KWARGS
@@ -118,8 +129,8 @@ class ImageGoalMetaWorldEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     :param terminate_on_success: end the episode (``terminated=True``) at the first success
     :param variant: ``None`` draws one of the 50 MT1 variants at every reset; an int in [0, 50)
         fixes that variant
-    :param hide_goal_markers: don't draw metaworld's marker sites (e.g. reach's red goal dot): the
-        goal is given as an image
+    :param hide_goal_markers: don't draw metaworld's marker sites (e.g. reach's red goal dot; the
+        goal is given as an image); ``False`` draws all sites as metaworld does
     :param goal_cache_dir: folder of the goal-image cache (``None``: ``$SB3_PVDR_GOAL_CACHE`` or
         ``~/.cache/sb3_pvdr/goals``)
     :param render_mode: ``"rgb_array"`` makes :meth:`render` return the current frame
@@ -168,9 +179,7 @@ class ImageGoalMetaWorldEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.render_mode = render_mode
         self._seed = seed
 
-        self._variants = metaworld_variants(
-            self.task_spec.metaworld_name, None if goal_cache_dir is None else str(goal_cache_dir)
-        )
+        self._variants = metaworld_variants(self.task_spec.metaworld_name, goal_cache_dir)
         n_variants = len(self._variants)
         if variant is not None and (
             isinstance(variant, bool) or not isinstance(variant, (int, np.integer)) or not 0 <= variant < n_variants
@@ -225,7 +234,11 @@ class ImageGoalMetaWorldEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
         if self.fixed_variant is not None:
             # Fail at construction, not at the first reset, if the fixed variant has no goal image.
-            self.goal_image_of(self.fixed_variant)
+            try:
+                self.goal_image_of(self.fixed_variant)
+            except BaseException:
+                self.close()
+                raise
 
     # ------------------------------------------------------------------ properties
     @property

@@ -8,6 +8,16 @@ sequence against g broadcast over time, up to the constant 1/l), and it ranks pl
 goal rewards they promise: a plan that gets near the goal early and stays there beats one that only ends
 there (the last-frame distance cannot tell them apart), and averaging l frames is less noisy than any
 single decoded frame.
+
+Two spaces for that distance (``metric``), used consistently by planning (eq. (2)), the planning-oriented reward
+term (eq. (6)) and the goal term of the prior loss (eq. (4)):
+
+- ``"pixels"`` (A.1: plans are decoded "directly ... with VQGAN"): plan tokens -> tokenizer decoder -> frames in
+  [0, 1], compared with the goal image. Decoding N * l frames per call dominates planning on a CPU.
+- ``"codes"``: the grids of codebook embeddings (§3.2 writes the compressed frames x_t, y_t as
+  ``h x w x n_q`` grids of codes); the goal is tokenized once, plans are looked up in the codebook, no
+  decoder runs. Several times cheaper; the scale of the distances differs from pixels', which matters for
+  lambda_2 and lambda_3.
 """
 
 from __future__ import annotations
@@ -22,13 +32,14 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from sb3_pvdr.common.errors import ConfigError
+from sb3_pvdr.common.errors import CheckpointError, ConfigError
 from sb3_pvdr.dynamics import VisualDynamicsModel
 from sb3_pvdr.tokenizer.model import VQTokenizer
 
 # n - candidates, t - plan frames (l), h w - token grid, d - latent channels d_z, H W c - pixels
 
 PathOrModule = Union[str, os.PathLike, nn.Module]
+PLAN_METRICS = ("pixels", "codes")
 
 
 @dataclass
@@ -37,7 +48,7 @@ class PlanResult:
 
     :param z_star: chosen latent ``(h, w, d_z)``
     :param tokens: chosen plan's tokens ``(l, h, w)``
-    :param frames: chosen plan decoded ``(l, H, W, 3)`` float in [0, 1]
+    :param frames: chosen plan in the metric's space: ``(l, H, W, 3)`` pixels in [0, 1] or ``(l, h, w, d_code)`` codes
     :param distances: plan-to-goal distance of every candidate ``(n,)``
     :param index: index of the chosen candidate
     """
@@ -52,15 +63,15 @@ class PlanResult:
 def plan_goal_distance(frames: Tensor, goal: Tensor) -> Tensor:
     """Mean absolute difference of every plan frame to the goal, averaged over frames (see module docstring).
 
-    :param frames: plans ``(n, l, H, W, 3)`` float in [0, 1]
-    :param goal: goal image ``(H, W, 3)`` (uint8 or float in [0, 1]) or one per plan ``(n, H, W, 3)``
+    :param frames: plans ``(n, l, ...)``: pixels ``(n, l, H, W, 3)`` in [0, 1] or codes ``(n, l, h, w, d)``
+    :param goal: goal ``(...)`` (a uint8 image is scaled to [0, 1]) or one per plan ``(n, ...)``
     :return: ``(n,)``
     """
     if goal.dtype == torch.uint8:
         goal = goal.float() / 255.0
-    if goal.dim() == 3:
+    if goal.dim() == frames.dim() - 2:
         goal = goal[None]
-    return (frames - goal[:, None].to(frames)).abs().mean(dim=(1, 2, 3, 4))
+    return (frames - goal[:, None].to(frames)).abs().flatten(1).mean(dim=1)
 
 
 def load_planning_models(
@@ -75,6 +86,12 @@ def load_planning_models(
     :param device: device for models loaded from paths (``~`` in paths is expanded)
     :raises CheckpointError: unreadable checkpoints, or a tokenizer that does not match the model
     """
+    for name, path in (("tokenizer", tokenizer), ("dynamics model", dynamics)):
+        if not isinstance(path, nn.Module) and not os.path.isfile(os.path.expanduser(path)):
+            raise CheckpointError(
+                f"{name} checkpoint not found: {path}; run the README's demo pipeline (it writes the default paths) "
+                "or name your checkpoints in the PlanningWrapper's env_wrapper kwargs (zoo_configs/pvdr.yml)"
+            )
     if not isinstance(tokenizer, nn.Module):
         tokenizer = VQTokenizer.load(os.path.expanduser(tokenizer), map_location=device)
     if not isinstance(dynamics, nn.Module):
@@ -89,15 +106,19 @@ def load_planning_models(
 
 @contextlib.contextmanager
 def eval_mode(*modules: nn.Module) -> Iterator[None]:
-    """Put modules in eval mode (no dropout) for the duration, then restore their train/eval flags."""
-    flags = [m.training for m in modules]
-    for m in modules:
+    """Put modules in eval mode (no dropout) for the duration, then restore their train/eval flags.
+
+    Modules whose root is already in eval mode are left alone (``.eval()`` walks every submodule: on a
+    planning call per env step that walk is measurable).
+    """
+    training = [m for m in modules if m.training]
+    for m in training:
         m.eval()
     try:
         yield
     finally:
-        for m, flag in zip(modules, flags):
-            m.train(flag)
+        for m in training:
+            m.train()
 
 
 class Planner:
@@ -105,15 +126,38 @@ class Planner:
 
     :param tokenizer: frame tokenizer (decodes plans to pixels)
     :param dynamics: visual dynamics model (prior P and decoder D)
+    :param metric: space of the plan-to-goal distance, ``"pixels"`` or ``"codes"`` (module docstring)
     """
 
-    def __init__(self, tokenizer: VQTokenizer, dynamics: VisualDynamicsModel) -> None:
+    def __init__(self, tokenizer: VQTokenizer, dynamics: VisualDynamicsModel, metric: str = "pixels") -> None:
+        if metric not in PLAN_METRICS:
+            raise ConfigError(f"plan metric must be one of {PLAN_METRICS}, got {metric!r}")
         self.tokenizer = tokenizer
         self.dynamics = dynamics
+        self.metric = metric
 
     @property
     def device(self) -> torch.device:
         return next(self.dynamics.parameters()).device
+
+    @torch.no_grad()
+    def frame_target(self, frames: Tensor, tokens: Optional[Tensor] = None) -> Tensor:
+        """Frames ``(b, H, W, 3)`` uint8 in the metric's space: pixels in [0, 1] or code grids ``(b, h, w, d)``.
+
+        :param tokens: their token grids ``(b, h, w)`` if already known (skips the encoder)
+        """
+        if self.metric == "pixels":
+            return frames.float() / 255.0
+        if tokens is None:
+            tokens = self.tokenizer.encode(frames)
+        return self.tokenizer.codebook[tokens.to(self.tokenizer.codebook.device)]
+
+    @torch.no_grad()
+    def represent(self, tokens: Tensor) -> Tensor:
+        """Plans' tokens ``(n, l, h, w)`` in the metric's space (decoded frames, or code grids)."""
+        if self.metric == "pixels":
+            return self.decode_plans(tokens)
+        return self.tokenizer.codebook[tokens.to(self.tokenizer.codebook.device)]
 
     @torch.no_grad()
     def decode_plans(self, tokens: Tensor) -> Tensor:
@@ -134,7 +178,7 @@ class Planner:
         """Sample ``n_candidates`` latents from the prior, decode their plans, keep the closest to the goal.
 
         :param context: context tokens ``(m, h, w)``
-        :param goal: goal image ``(H, W, 3)`` uint8
+        :param goal: goal image ``(H, W, 3)`` uint8, or its :meth:`frame_target` (cache it when the goal is fixed)
         :param n_candidates: N
         :param generator: random generator for the prior samples (on the model's device)
         :param random_z: ablation "PVDR random": z ~ N(0, I) instead of planning (one candidate, no argmin)
@@ -149,10 +193,12 @@ class Planner:
                 eps = torch.randn((n_candidates, *self.dynamics.z_shape), generator=generator, device=device)
                 z = prior.mean + prior.std * eps  # (n, h, w, d): N reparameterised samples of P(.|x)
             tokens = self.dynamics.generate(x, z, use_cache=True)
-            frames = self.decode_plans(tokens)
+            frames = self.represent(tokens)
+        if goal.dtype == torch.uint8:
+            goal = self.frame_target(goal[None].to(device))[0]
         distances = plan_goal_distance(frames, goal.to(device))
         best = int(distances.argmin())
         return PlanResult(z[best], tokens[best], frames[best], distances, best)
 
 
-__all__ = ["PlanResult", "Planner", "eval_mode", "load_planning_models", "plan_goal_distance"]
+__all__ = ["PLAN_METRICS", "PlanResult", "Planner", "eval_mode", "load_planning_models", "plan_goal_distance"]

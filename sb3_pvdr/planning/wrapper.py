@@ -57,6 +57,9 @@ class PlanningWrapper(gym.Wrapper):
     :param n_candidates: N, latents sampled from the prior per planning call
     :param replan_every: plan every this many steps (1 = every step, as in the paper); at most l
     :param random_z: ablation "PVDR random": z* ~ N(0, I) instead of planning
+    :param plan_metric: space of the plan distances (eq. (2) and the plan term of eq. (6)): ``"pixels"``
+        (decoded frames) or ``"codes"`` (codebook-embedding grids, no decoder: much cheaper on a CPU);
+        see :mod:`sb3_pvdr.planning.planner`
     :param device: device for models loaded from paths (modules passed in keep their device)
     :param seed: seed of the prior-sampling generator (``reset(seed=...)`` re-seeds it)
     """
@@ -69,6 +72,7 @@ class PlanningWrapper(gym.Wrapper):
         n_candidates: int = 16,
         replan_every: int = 1,
         random_z: bool = False,
+        plan_metric: str = "pixels",
         device: str = "cpu",
         seed: Optional[int] = None,
     ) -> None:
@@ -81,10 +85,10 @@ class PlanningWrapper(gym.Wrapper):
         self._image_shape = tuple(space["observation"].shape)
         tokenizer, dynamics = load_planning_models(tokenizer, dynamics, device)
         self._check_image_size(tokenizer)
-        self.planner = Planner(tokenizer, dynamics)
+        self.planner = Planner(tokenizer, dynamics, plan_metric)
         cfg = dynamics.config
         self.m, self.l = cfg.m, cfg.l
-        self.configure(n_candidates=n_candidates, replan_every=replan_every, random_z=random_z)
+        self.configure(n_candidates=n_candidates, replan_every=replan_every, random_z=random_z, plan_metric=plan_metric)
         h, w = dynamics.grid_size
         self.observation_space = spaces.Dict(
             {
@@ -97,6 +101,7 @@ class PlanningWrapper(gym.Wrapper):
             self._generator.manual_seed(seed)
         self._context: Optional[np.ndarray] = None
         self._goal: Optional[np.ndarray] = None
+        self._goal_target: Optional[torch.Tensor] = None
         self._plan = None
         self._plan_offset = 0
         # plans in force at the last l steps of this episode: (plan frames (l, H, W, 3), offset), oldest first
@@ -111,8 +116,17 @@ class PlanningWrapper(gym.Wrapper):
                 f"make the env with image_size={tokenizer.image_size}"
             )
 
-    def configure(self, n_candidates: Optional[int] = None, replan_every: Optional[int] = None, random_z: Optional[bool] = None) -> None:
-        """Change the planning settings (``None`` keeps a setting); the PVDR algorithm calls this on bound envs."""
+    def configure(
+        self,
+        n_candidates: Optional[int] = None,
+        replan_every: Optional[int] = None,
+        random_z: Optional[bool] = None,
+        plan_metric: Optional[str] = None,
+    ) -> None:
+        """Change the planning settings (``None`` keeps a setting); the PVDR algorithm calls this on bound envs.
+
+        Takes effect at the next plan; plans made in another metric are forgotten (their plan errors are NaN).
+        """
         if n_candidates is not None:
             if int(n_candidates) < 1:
                 raise ConfigError(f"n_candidates must be >= 1, got {n_candidates}")
@@ -123,6 +137,11 @@ class PlanningWrapper(gym.Wrapper):
             self.replan_every = int(replan_every)
         if random_z is not None:
             self.random_z = bool(random_z)
+        if plan_metric is not None:
+            if plan_metric != self.planner.metric:
+                self.planner = Planner(self.planner.tokenizer, self.planner.dynamics, plan_metric)
+                self._goal = None  # recompute the goal target in the new space
+                self._history.clear()  # plans in the old space cannot be compared with frames in the new one
 
     def bind_planner(self, tokenizer: Any, dynamics: Any, **settings: Any) -> None:
         """Plan with these (shared) models from now on; ``settings`` go to :meth:`configure`.
@@ -139,7 +158,8 @@ class PlanningWrapper(gym.Wrapper):
             )
         if self.observation_space["context_tokens"].shape[1:] != (h, w):
             raise ConfigError(f"token grid {(h, w)} differs from the env's {self.observation_space['context_tokens'].shape[1:]}")
-        self.planner = Planner(tokenizer, dynamics)
+        self.planner = Planner(tokenizer, dynamics, self.planner.metric)
+        self._goal = None  # recompute the goal target with the new models
         if self._generator.device != self.planner.device:
             self._generator = torch.Generator(device=self.planner.device).manual_seed(int(self._generator.initial_seed()))
         self.configure(**settings)
@@ -148,10 +168,21 @@ class PlanningWrapper(gym.Wrapper):
     def _encode(self, frame: np.ndarray) -> np.ndarray:
         return self.planner.tokenizer.encode(frame[None])[0].cpu().numpy()
 
+    def _set_goal(self, goal: np.ndarray) -> None:
+        if self._goal is None or not np.array_equal(goal, self._goal):
+            self._goal = np.array(goal)
+            self._goal_target = self.planner.frame_target(torch.from_numpy(self._goal)[None].to(self.planner.device))[0]
+
+    def _frame_target(self, frame: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """The new frame in the plan metric's space (uint8 pixels or code grid), for the plan errors."""
+        if self.planner.metric == "pixels":
+            return frame
+        return self.planner.frame_target(torch.from_numpy(frame)[None], torch.from_numpy(tokens)[None])[0].cpu().numpy()
+
     def _replan(self) -> None:
         self._plan = self.planner.plan(
             torch.from_numpy(self._context),
-            torch.from_numpy(self._goal),
+            self._goal_target,
             self.n_candidates,
             generator=self._generator,
             random_z=self.random_z,
@@ -176,7 +207,7 @@ class PlanningWrapper(gym.Wrapper):
         if seed is not None:
             self._generator.manual_seed(seed)
         frame = obs["observation"]
-        self._goal = np.asarray(obs["desired_goal"])
+        self._set_goal(obs["desired_goal"])
         self._context = np.repeat(self._encode(frame)[None], self.m, axis=0)  # only o_0 exists yet
         self._history.clear()
         self._replan()
@@ -188,14 +219,15 @@ class PlanningWrapper(gym.Wrapper):
             raise gym.error.ResetNeeded("call reset() before step()")
         obs, reward, terminated, truncated, info = self.env.step(action)
         frame = obs["observation"]
+        tokens = self._encode(frame)
         # the new frame o_{t+1} against what the plans of steps t, t-1, ..., t-l+1 predicted for it
+        target = self._frame_target(frame, tokens)
         plan_errors = np.full(self.l, np.nan, dtype=np.float32)
         for k, (plan_frames, offset) in enumerate(reversed(self._history)):
             if offset + k < self.l:
-                plan_errors[k] = frame_distance(frame, plan_frames[offset + k])
-        tokens = self._encode(frame)
+                plan_errors[k] = frame_distance(target, plan_frames[offset + k])
         self._context = np.concatenate((self._context[1:], tokens[None]), axis=0)
-        self._goal = np.asarray(obs["desired_goal"])
+        self._set_goal(obs["desired_goal"])
         if self._plan_offset + 1 >= self.replan_every:
             self._replan()
         else:

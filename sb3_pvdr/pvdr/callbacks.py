@@ -12,9 +12,10 @@ pre-training balance carry over:
   ``posterior_head`` (footnote 3); the gradient updates D and that head.
 - L_prior (eq. (4)): KL(P(.|x) || sg[E(.|x, y)]) + ``lambda_2`` * ||y^ - g||_1 with y^ ~ D(x, z ~ P(.|x)). The
   plan y^ is generated greedily (as at inference), then one teacher-forced pass on the generated tokens gives
-  the same logits with a graph to z; their softmax probabilities go through ``tokenizer.decode_soft`` (the
-  probability-weighted codebook embedding of each token) to pixels, compared with g by the planner's
-  distance (mean over plan frames and pixels). Only P's parameters are updated by it (eq. (4) is L(theta)).
+  the same logits with a graph to z; their softmax probabilities weight the codebook embeddings of each token,
+  which go through ``tokenizer.decode_soft`` to pixels (``plan_metric="pixels"``) or are compared with the
+  goal's codes directly (``"codes"``), with the planner's distance (mean over plan frames). Only P's parameters
+  are updated by it (eq. (4) is L(theta)).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def prior_loss(
     y: th.Tensor,
     goals: th.Tensor,
     lambda_2: float = 0.8,
+    metric: str = "pixels",
 ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
     """L_prior of eq. (4): KL(P || sg[E]) + ``lambda_2`` * goal distance of the plan decoded from z ~ P.
 
@@ -72,6 +74,8 @@ def prior_loss(
     :param y: real future tokens ``(b, l, h, w)`` (for the posterior of the KL term)
     :param goals: goal images ``(b, H, W, 3)`` uint8
     :param lambda_2: weight of the goal-oriented term (0: ablation "w/o prior opt")
+    :param metric: space of the goal distance, as the planner's: ``"pixels"`` (softmax probabilities through
+        ``tokenizer.decode_soft``) or ``"codes"`` (probability-weighted codebook embeddings vs the goal's codes)
     :return: loss and ``{"kl_prior", "goal"}``
     """
     n_tokens = y[0].numel()
@@ -85,9 +89,16 @@ def prior_loss(
         with th.no_grad(), eval_mode(dynamics):
             plan = dynamics.generate(x, z.detach())  # greedy, as at inference
         logits = dynamics.decode_logits(x, plan, z)  # = the generation's logits, differentiable w.r.t. z
-        probs = rearrange(logits.float().softmax(dim=-1), "b t h w k -> (b t) h w k")
-        frames = rearrange(tokenizer.decode_soft(probs), "(b t) H W c -> b t H W c", b=x.shape[0])
-        goal = plan_goal_distance(frames, goals).mean()
+        probs = logits.float().softmax(dim=-1)
+        if metric == "pixels":
+            flat = rearrange(probs, "b t h w k -> (b t) h w k")
+            frames = rearrange(tokenizer.decode_soft(flat), "(b t) H W c -> b t H W c", b=x.shape[0])
+            target = goals
+        else:
+            codebook = tokenizer.codebook.detach()
+            frames = th.einsum("b t h w k, k d -> b t h w d", probs, codebook.to(probs))
+            target = codebook[tokenizer.encode(goals)]
+        goal = plan_goal_distance(frames, target).mean()
     return kl_prior + lambda_2 * goal, {"kl_prior": kl_prior, "goal": goal}
 
 
@@ -123,6 +134,9 @@ class DynamicsFineTuneCallback(BaseCallback):
 
     model: "PVDR"
 
+    def _init_callback(self) -> None:
+        self.rng = np.random.default_rng(self.model.seed)
+
     def _on_step(self) -> bool:
         return True
 
@@ -133,8 +147,7 @@ class DynamicsFineTuneCallback(BaseCallback):
         for key, value in stats.items():
             self.logger.record(f"finetune/{key}", value)
 
-    @staticmethod
-    def finetune(model: "PVDR") -> dict[str, float]:
+    def finetune(self, model: "PVDR") -> dict[str, float]:
         """Run lines 8-9 on ``model.rollout_buffer``; return the mean losses."""
         buffer = model.rollout_buffer
         futures, mask = buffer.future_tokens()
@@ -144,7 +157,7 @@ class DynamicsFineTuneCallback(BaseCallback):
             return {}
         device = model.device
         dynamics, tokenizer = model.dynamics, model.tokenizer
-        rng = np.random.default_rng(model.seed if model.seed is not None else None)
+        rng = self.rng
         stats: dict[str, list[float]] = {"recon": [], "kl_bottleneck": [], "accuracy": [], "kl_prior": [], "goal": []}
 
         def batch(idx: np.ndarray) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
@@ -173,7 +186,7 @@ class DynamicsFineTuneCallback(BaseCallback):
             for _ in range(model.finetune_epochs):
                 for idx in _minibatches(len(contexts), model.finetune_batch_size, rng):
                     x, y, g = batch(idx)
-                    loss, parts = prior_loss(dynamics, tokenizer, x, y, g, model.lambda_2)
+                    loss, parts = prior_loss(dynamics, tokenizer, x, y, g, model.lambda_2, model.plan_metric)
                     model.prior_optimizer.zero_grad()
                     loss.backward(inputs=model.finetuned_parameters("prior"))
                     th.nn.utils.clip_grad_norm_(model.finetuned_parameters("prior"), model.max_grad_norm)

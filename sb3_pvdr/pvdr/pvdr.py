@@ -42,7 +42,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecEnvWrappe
 
 from sb3_pvdr.common.errors import ConfigError
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
-from sb3_pvdr.planning.planner import PathOrModule, eval_mode, load_planning_models
+from sb3_pvdr.planning.planner import PLAN_METRICS, PathOrModule, eval_mode, load_planning_models
 from sb3_pvdr.pvdr.buffer import PVDRRolloutBuffer, PVDRRolloutBufferSamples
 from sb3_pvdr.pvdr.callbacks import DynamicsFineTuneCallback, RolloutRecorderCallback
 from sb3_pvdr.pvdr.policies import PVDRPolicy
@@ -76,6 +76,8 @@ class PVDR(PPO):
     :param n_candidates: N, latents sampled from the prior per planning call (eq. (2))
     :param replan_every: plan every this many env steps (1 = every step, as in the paper)
     :param random_z: ablation "PVDR random": the policy gets z ~ N(0, I) instead of the planned z*
+    :param plan_metric: space of the plan distances in eqs. (2), (4), (6): ``"pixels"`` (decoded frames, as in
+        A.1) or ``"codes"`` (codebook-embedding grids: no decoding, several times cheaper on a CPU)
     :param pretrained: False = ablation "PVDR w/o pre-training": the dynamics model is re-initialised at random
         (same architecture) when the algorithm is created, then fine-tuned online as usual
     :param finetune_rollouts: fine-tuning rollouts (E1) per cycle; 0 disables fine-tuning
@@ -85,7 +87,7 @@ class PVDR(PPO):
     :param finetune_batch_size: minibatch size of the fine-tuning
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"PVDRPolicy": PVDRPolicy, "MultiInputPolicy": PVDRPolicy}
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"PVDRPolicy": PVDRPolicy}
     rollout_buffer: PVDRRolloutBuffer
 
     def __init__(
@@ -125,6 +127,7 @@ class PVDR(PPO):
         n_candidates: int = 16,
         replan_every: int = 1,
         random_z: bool = False,
+        plan_metric: str = "pixels",
         pretrained: bool = True,
         finetune_rollouts: int = 1,
         align_rollouts: int = 1,
@@ -143,6 +146,9 @@ class PVDR(PPO):
         self.act_coef = float(act_coef)
         self.ppo_loss = bool(ppo_loss)
         self.n_candidates, self.replan_every, self.random_z = int(n_candidates), int(replan_every), bool(random_z)
+        if plan_metric not in PLAN_METRICS:
+            raise ConfigError(f"plan_metric must be one of {PLAN_METRICS}, got {plan_metric!r}")
+        self.plan_metric = plan_metric
         self.pretrained = bool(pretrained)
         self.finetune_rollouts, self.align_rollouts = int(finetune_rollouts), int(align_rollouts)
         self.finetune_lr, self.finetune_epochs, self.finetune_batch_size = float(finetune_lr), int(finetune_epochs), int(finetune_batch_size)
@@ -245,7 +251,9 @@ class PVDR(PPO):
         In a ``DummyVecEnv`` (or a plain env) the modules are shared by reference, so fine-tuning is seen
         immediately; a ``SubprocVecEnv`` receives copies (rebound after each fine-tuning).
         """
-        settings = dict(n_candidates=self.n_candidates, replan_every=self.replan_every, random_z=self.random_z)
+        settings = dict(
+            n_candidates=self.n_candidates, replan_every=self.replan_every, random_z=self.random_z, plan_metric=self.plan_metric
+        )
         if isinstance(env, VecEnv):
             env.env_method("bind_planner", self.tokenizer, self.dynamics, **settings)
         elif isinstance(env, gym.Env):

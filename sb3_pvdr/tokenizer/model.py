@@ -109,7 +109,8 @@ class Encoder(nn.Module):
     def __init__(self, config: TokenizerConfig):
         super().__init__()
         widths = [config.channels * m for m in config.channel_mult]
-        # patch_size > 1: space-to-depth stem, so that no convolution runs at full resolution (CPU profile)
+        # patch_size > 1: space-to-depth stem standing in for the first log2(patch_size) downsamplings,
+        # so that no convolution runs at full resolution (CPU profile)
         layers: list[nn.Module] = [nn.PixelUnshuffle(config.patch_size)] if config.patch_size > 1 else []
         layers.append(nn.Conv2d(3 * config.patch_size**2, config.channels, 3, padding=1))
         dim = config.channels
@@ -117,7 +118,7 @@ class Encoder(nn.Module):
             for _ in range(config.num_res_blocks):
                 layers.append(ResBlock(dim, width, config.dropout))
                 dim = width
-            if level != len(widths) - 1:
+            if config.downsamples_after(level):
                 layers.append(Downsample(dim))
         layers += [
             _mid_block(dim, config.mid_attention, config.dropout),
@@ -146,7 +147,7 @@ class Decoder(nn.Module):
             for _ in range(config.num_res_blocks + 1):
                 layers.append(ResBlock(dim, width, config.dropout))
                 dim = width
-            if level != 0:
+            if level > 0 and config.downsamples_after(level - 1):
                 layers.append(Upsample(dim))
         self.net = nn.Sequential(*layers)
         self.to_rgb = nn.Sequential(
@@ -268,6 +269,9 @@ class VQTokenizer(nn.Module):
     def encode(self, frames: Union[Tensor, np.ndarray]) -> Tensor:
         """Frames to token grids.
 
+        With ``kmeans_init``, the codebook is all zeros until the first forward pass initialises it
+        (from that batch): train before encoding anything meaningful.
+
         :param frames: uint8 ``(b, H, W, 3)`` (tensor or ndarray), ``H = W = image_size``
         :return: LongTensor ``(b, h, w)`` of code indices in ``[0, K)``
         """
@@ -286,8 +290,9 @@ class VQTokenizer(nn.Module):
         out = (self.decoder(z) + 1.0) / 2.0
         return rearrange(_straight_through_clamp(out), "b c H W -> b H W c")
 
+    @torch.no_grad()
     def decode(self, tokens: Tensor) -> Tensor:
-        """Token grids to frames.
+        """Token grids to frames (no gradient: use :meth:`decode_soft` for a differentiable decoding).
 
         :param tokens: LongTensor ``(b, h, w)`` of code indices
         :return: float ``(b, H, W, 3)`` in [0, 1]

@@ -1,0 +1,145 @@
+"""Planning overhead of PVDR: env steps/s of the PVDR agent vs the pixel-PPO baseline on the same env, and
+milliseconds per planning call (eq. (2)) for several numbers of candidates N.
+
+    MUJOCO_GL=egl python benchmarks/planning_overhead.py                 # cpu profiles, reach-v2, 64x64
+    MUJOCO_GL=egl python benchmarks/planning_overhead.py --steps 500 --candidates 1 4 8 16 32
+
+Both agents act in ``reach-v2`` (one env, deterministic actions, the loop of ``collect_rollouts``: policy
+forward + ``env.step``); the PVDR agent's env is wrapped in the ``PlanningWrapper`` (tokenize the new frame,
+sample N latents, decode N plans of l frames, decode them to pixels, pick the closest to the goal) with the
+default settings of ``zoo_configs/pvdr.yml``. Model weights do not change the cost: without ``--tokenizer`` /
+``--dynamics`` the models are randomly initialised from the ``cpu`` profiles. PPO is SB3's ``MultiInputPolicy``
+(NatureCNN per image) as in ``zoo_configs/ppo.yml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from stable_baselines3 import PPO  # noqa: E402
+from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
+
+from sb3_pvdr.common.errors import cli_entry  # noqa: E402
+from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel  # noqa: E402
+from sb3_pvdr.envs import make_metaworld_env  # noqa: E402
+from sb3_pvdr.planning import Planner, PlanningWrapper  # noqa: E402
+from sb3_pvdr.pvdr import PVDR  # noqa: E402
+from sb3_pvdr.tokenizer.config import TokenizerConfig  # noqa: E402
+from sb3_pvdr.tokenizer.model import VQTokenizer  # noqa: E402
+
+
+@dataclass
+class Args:
+    env: str = "reach-v2"
+    """image-goal task"""
+    image_size: int = 64
+    """frame size (must match the tokenizer: 64 for the cpu profile)"""
+    steps: int = 300
+    """env steps timed per agent (after a warm-up)"""
+    warmup: int = 20
+    """untimed steps first (allocations, first renders)"""
+    n_candidates: int = 4
+    """N of the PVDR agent (zoo_configs/pvdr.yml default)"""
+    replan_every: int = 3
+    """re-planning interval of the PVDR agent (zoo_configs/pvdr.yml default)"""
+    plan_metric: str = "codes"
+    """plan distance space of the PVDR agent (zoo_configs/pvdr.yml default); the table shows both"""
+    candidates: list[int] = field(default_factory=lambda: [1, 4, 8, 16])
+    """N values for the ms-per-planning-call table"""
+    calls: int = 20
+    """planning calls timed per N"""
+    tokenizer: Optional[str] = None
+    """tokenizer checkpoint (default: random cpu profile)"""
+    dynamics: Optional[str] = None
+    """dynamics checkpoint (default: random cpu profile)"""
+    threads: int = 1
+    """torch threads (train.py uses 1)"""
+    seed: int = 0
+    """seed"""
+
+
+def parse_args() -> Args:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in fields(Args):
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        name = "--" + f.name.replace("_", "-")
+        if isinstance(default, list):
+            parser.add_argument(name, type=int, nargs="+", default=default)
+        elif default is None:
+            parser.add_argument(name, default=None)
+        else:
+            parser.add_argument(name, type=type(default), default=default)
+    return Args(**vars(parser.parse_args()))
+
+
+def steps_per_second(model, env, steps: int, warmup: int) -> float:
+    """Deterministic acting loop (policy forward + env.step), as in collect_rollouts."""
+    obs = env.reset()
+    for i in range(warmup + steps):
+        if i == warmup:
+            start = time.perf_counter()
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, _, _ = env.step(action)
+    return steps / (time.perf_counter() - start)
+
+
+@cli_entry
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    # ------------------------------------------------------------------ models
+    if args.tokenizer:
+        tokenizer = VQTokenizer.load(args.tokenizer)
+    else:
+        tokenizer = VQTokenizer(TokenizerConfig.profile("cpu", image_size=args.image_size, kmeans_init=False)).eval()
+    dynamics = VisualDynamicsModel.load(args.dynamics) if args.dynamics else VisualDynamicsModel(DynamicsConfig.profile("cpu")).eval()
+    make = lambda: make_metaworld_env(args.env, image_size=args.image_size, seed=args.seed)  # noqa: E731
+
+    # ------------------------------------------------------------------ agents
+    ppo_env = DummyVecEnv([make])
+    ppo = PPO("MultiInputPolicy", ppo_env, seed=args.seed, device="cpu", policy_kwargs=dict(features_extractor_kwargs=dict(cnn_output_dim=256), net_arch=dict(pi=[256], vf=[256])))
+    pvdr_env = DummyVecEnv([lambda: PlanningWrapper(make(), tokenizer, dynamics, seed=args.seed)])
+    pvdr = PVDR("PVDRPolicy", pvdr_env, seed=args.seed, device="cpu", n_candidates=args.n_candidates, replan_every=args.replan_every,
+                plan_metric=args.plan_metric,
+                policy_kwargs=dict(features_extractor_kwargs=dict(dim=64, depth=3, heads=4, ff_dim=128)))
+
+    # ------------------------------------------------------------------ env steps/s
+    ppo_sps = steps_per_second(ppo, ppo_env, args.steps, args.warmup)
+    pvdr_sps = steps_per_second(pvdr, pvdr_env, args.steps, args.warmup)
+    print(f"env steps/s on {args.env} ({args.image_size}x{args.image_size}, {args.threads} torch thread(s), {args.steps} steps):")
+    print(f"  pixel PPO                          {ppo_sps:8.1f}")
+    label = f"PVDR (N={args.n_candidates}, replan every {args.replan_every}, {args.plan_metric})"
+    print(f"  {label:<35s}{pvdr_sps:8.1f}   ratio {pvdr_sps / ppo_sps:.2f}x (target >= 0.5x)")
+
+    # ------------------------------------------------------------------ ms per planning call
+    obs = make().reset(seed=args.seed)[0]
+    context = tokenizer.encode(np.repeat(obs["observation"][None], dynamics.config.m, axis=0))
+    generator = torch.Generator().manual_seed(args.seed)
+    print(f"ms per planning call (m={dynamics.config.m}, l={dynamics.config.l}, grid {dynamics.grid_size}, mean of {args.calls} calls):")
+    print(f"  {'N':>4s} {'codes':>10s} {'pixels':>10s}")
+    for n in args.candidates:
+        row = []
+        for metric in ("codes", "pixels"):
+            planner = Planner(tokenizer, dynamics, metric)
+            goal = planner.frame_target(torch.from_numpy(obs["desired_goal"])[None])[0]
+            planner.plan(context, goal, n, generator)  # warm-up
+            start = time.perf_counter()
+            for _ in range(args.calls):
+                planner.plan(context, goal, n, generator)
+            row.append(1000 * (time.perf_counter() - start) / args.calls)
+        print(f"  {n:>4d} {row[0]:>8.1f}ms {row[1]:>8.1f}ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Does z carry the dynamics? Future-token accuracy of a pre-trained visual dynamics model on held-out
+clips, with z from the posterior E(x, y), sampled from the prior P(x), and z = 0; plus a PNG grid of
+context | true future | futures generated from several prior samples.
+
+    python scripts/eval_dynamics.py --model runs/dynamics64/dynamics.pt \
+        --tokenizer runs/tokenizer64/tokenizer.pt --data data/tokens64_val --png assets/dynamics_predictions.png
+
+Accuracies (fraction of the l*h*w future tokens predicted exactly):
+
+- ``generated``: greedy frame-by-frame generation (``model.generate``, what planning uses), compared
+  with the true future tokens;
+- ``teacher-forced``: argmax of ``decode_logits(x, y, z)`` (each frame predicted from the true earlier ones);
+- ``changed``: generated accuracy on the tokens that differ from the last context frame, i.e. where
+  something moved (copying the last frame scores 0 there);
+- ``prior_mean``: z = the prior's mean (no sampling);
+- ``prior best-of-S``: per clip, the best of the S prior samples (what a planner choosing among S
+  candidates could reach).
+
+A ``copy last context frame`` baseline is printed for scale. Expected after pre-training:
+posterior > prior > zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from einops import rearrange, repeat
+
+from sb3_pvdr.common.checkpoint import load_checkpoint
+from sb3_pvdr.common.errors import CheckpointError, cli_entry
+from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
+from sb3_pvdr.pretrain import PRETRAIN_STATE, check_tokens_match, decode_clip_tokens, fixed_batch, load_tokenizer, tile_frames
+from sb3_pvdr.video import TokenClipDataset
+
+# b - clips, s - prior samples, t - frames, h w - token grid, H W - pixels, c - channels
+
+
+def load_dynamics(path: str) -> tuple[VisualDynamicsModel, Optional[int]]:
+    """A model from ``dynamics.pt`` (kind ``visual_dynamics``) or a run's ``last.pt`` (``pretrain_state``),
+    with the training step when the file records it.
+    """
+    raw = torch.load(path, map_location="cpu", weights_only=False) if Path(path).is_file() else None
+    if isinstance(raw, dict) and raw.get("kind") == PRETRAIN_STATE:
+        data = load_checkpoint(path, PRETRAIN_STATE)
+        model = VisualDynamicsModel(DynamicsConfig.from_dict(data["model_config"]))
+        model.load_state_dict(data["state_dict"])
+        return model, int(data["step"])
+    model = VisualDynamicsModel.load(path)  # CheckpointError for a missing / wrong file
+    last = Path(path).with_name("last.pt")
+    step = None
+    if last.is_file():
+        try:
+            step = int(load_checkpoint(last, PRETRAIN_STATE)["step"])
+        except CheckpointError:
+            pass
+    return model, step
+
+
+@torch.no_grad()
+def evaluate(model: VisualDynamicsModel, x: torch.Tensor, y: torch.Tensor, n_prior: int, batch_size: int,
+             generator: torch.Generator) -> dict[str, Any]:
+    """Accuracies for z = posterior mean, z ~ prior (``n_prior`` samples) and z = 0."""
+    sums: dict[str, float] = {}
+    per_frame: dict[str, torch.Tensor] = {}
+    n = x.shape[0]
+    for start in range(0, n, batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        b = xb.shape[0]
+        changed = yb != xb[:, -1:]  # tokens that differ from the last context frame
+        post = model.posterior(xb, yb).mode()
+        prior = model.prior(xb)
+        priors = [prior.mean + prior.std * torch.randn(prior.mean.shape, generator=generator) for _ in range(n_prior)]
+        zs = {"posterior": post, "prior_mean": prior.mode(), "zero": torch.zeros_like(post)}
+        prior_gen = []
+        for z_name, z in [*zs.items(), *((f"prior_sample{i}", z) for i, z in enumerate(priors))]:
+            gen = model.generate(xb, z)
+            tf = model.decode_logits(xb, yb, z).argmax(dim=-1)
+            hit = (gen == yb).float()
+            key = "prior" if z_name.startswith("prior_sample") else z_name
+            weight = b / (n_prior if key == "prior" else 1)
+            add = {
+                f"{key}/generated": hit.mean().item(),
+                f"{key}/teacher_forced": (tf == yb).float().mean().item(),
+                f"{key}/changed": (hit[changed].mean().item() if changed.any() else float("nan")),
+            }
+            for k, v in add.items():
+                sums[k] = sums.get(k, 0.0) + v * weight
+            frame_acc = hit.mean(dim=(2, 3)).sum(dim=0) / (n_prior if key == "prior" else 1)
+            per_frame[key] = per_frame.get(key, 0) + frame_acc
+            if key == "prior":
+                prior_gen.append(hit.mean(dim=(1, 2, 3)))
+        best = torch.stack(prior_gen).max(dim=0).values
+        sums["prior/best_of_samples"] = sums.get("prior/best_of_samples", 0.0) + best.sum().item()
+        copy = (repeat(xb[:, -1], "b h w -> b t h w", t=yb.shape[1]) == yb).float()
+        sums["copy_last_frame/generated"] = sums.get("copy_last_frame/generated", 0.0) + copy.mean().item() * b
+        sums["changed_fraction"] = sums.get("changed_fraction", 0.0) + changed.float().mean().item() * b
+    result = {k: v / n for k, v in sums.items()}
+    result["per_frame_generated"] = {k: (v / n).tolist() for k, v in per_frame.items()}
+    return result
+
+
+@torch.no_grad()
+def labelled_grid(model: VisualDynamicsModel, tokenizer: Any, x: torch.Tensor, y: torch.Tensor, n_prior: int,
+                  generator: torch.Generator) -> np.ndarray:
+    """For each clip: row 'true' = context | true future; row 'post' = context | future from the posterior
+    mean; rows 'prior i' = context | future from prior sample i. A label strip on the left."""
+    import cv2
+
+    prior = model.prior(x)
+    preds = [model.generate(x, model.posterior(x, y).mode())]
+    preds += [model.generate(x, prior.mean + prior.std * torch.randn(prior.mean.shape, generator=generator))
+              for _ in range(n_prior)]
+    ctx, fut = decode_clip_tokens(tokenizer, x), decode_clip_tokens(tokenizer, y)
+    pred_frames = [decode_clip_tokens(tokenizer, p) for p in preds]
+    labels = ["true", "post."] + [f"prior {i + 1}" for i in range(n_prior)]
+    rows = []
+    for i in range(x.shape[0]):
+        rows.append(torch.cat([ctx[i], fut[i]]))
+        rows += [torch.cat([ctx[i], p[i]]) for p in pred_frames]
+    image = tile_frames(torch.stack(rows))
+    row_h = image.shape[0] // len(rows)
+    strip = np.full((image.shape[0], 56, 3), 255, dtype=np.uint8)
+    for r in range(len(rows)):
+        cv2.putText(strip, labels[r % len(labels)], (2, r * row_h + row_h // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    # a dark bar marks where the context ends and the future begins
+    frame_w = image.shape[1] // (x.shape[1] + y.shape[1])
+    image[:, x.shape[1] * frame_w - 2 : x.shape[1] * frame_w] = (200, 0, 0)
+    return np.concatenate([strip, image], axis=1)
+
+
+@cli_entry
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="dynamics.pt (or a run's last.pt)")
+    parser.add_argument("--tokenizer", required=True, help="the tokenizer the model was pre-trained with")
+    parser.add_argument("--data", required=True, help="held-out token folder")
+    parser.add_argument("--clips", type=int, default=256, help="held-out clips, spread evenly over the folder")
+    parser.add_argument("--prior-samples", type=int, default=4, help="z samples from the prior per clip")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--png", default=None, help="write the prediction grid here (e.g. assets/dynamics_predictions.png)")
+    parser.add_argument("--grid-clips", type=int, default=2, help="clips in the PNG grid (those with the most motion)")
+    parser.add_argument("--json", default=None, help="also write the numbers to this file")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    model, step = load_dynamics(args.model)
+    model.eval()
+    tokenizer = load_tokenizer(args.tokenizer, torch.device("cpu"))
+    model.check_tokenizer(tokenizer)
+    check_tokens_match(Path(args.data), tokenizer)
+    dataset = TokenClipDataset(args.data, model.config.m, model.config.l)
+    x, y = fixed_batch(dataset, args.clips)
+    generator = torch.Generator().manual_seed(args.seed)
+
+    result = evaluate(model, x, y, args.prior_samples, args.batch_size, generator)
+    result.update(model=str(args.model), step=step, clips=int(x.shape[0]), prior_samples=args.prior_samples,
+                  data=str(args.data))
+    print(f"model {args.model} (step {step}), {x.shape[0]} held-out clips from {args.data}, "
+          f"{result['changed_fraction']:.1%} of future tokens differ from the last context frame")
+    print(f"{'z':<18}{'generated':>11}{'teacher-forced':>16}{'changed':>9}")
+    for key in ("posterior", "prior", "prior_mean", "zero"):
+        print(f"{key:<18}{result[f'{key}/generated']:>11.4f}{result[f'{key}/teacher_forced']:>16.4f}"
+              f"{result[f'{key}/changed']:>9.4f}")
+    print(f"{'prior best-of-' + str(args.prior_samples):<18}{result['prior/best_of_samples']:>11.4f}")
+    print(f"{'copy last frame':<18}{result['copy_last_frame/generated']:>11.4f}{'':>16}{0.0:>9.4f}")
+    ordered = result["posterior/generated"] > result["prior/generated"] > result["zero/generated"]
+    print(f"posterior > prior > zero (generated): {ordered}")
+
+    if args.png:
+        # show the evaluated clips where most tokens move (a static clip shows nothing about z)
+        motion = (y != x[:, -1:]).float().mean(dim=(1, 2, 3))
+        pick = motion.argsort(descending=True)[: args.grid_clips]
+        gx, gy = x[pick], y[pick]
+        image = labelled_grid(model, tokenizer, gx, gy, args.prior_samples, generator)
+        import imageio.v3 as iio
+
+        Path(args.png).parent.mkdir(parents=True, exist_ok=True)
+        iio.imwrite(args.png, image)
+        print(f"wrote {args.png} ({image.shape[1]}x{image.shape[0]} px)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+"""PVDR algorithm: relabelled buffer, L_act hook, fine-tuning callbacks, ablation switches, save/load, train.py smoke run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from test_planning import FakeImageGoalEnv, tiny_models
+
+from sb3_pvdr.common.errors import ConfigError
+from sb3_pvdr.planning import PlanningWrapper, planning_term
+from sb3_pvdr.pvdr import PVDR, PlanVideoCallback, PVDRPolicy, prior_loss, reconstruction_loss
+from sb3_pvdr.pvdr.callbacks import DynamicsFineTuneCallback
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_POLICY = dict(features_extractor_kwargs=dict(dim=16, depth=1, heads=2, ff_dim=32))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: one torch thread is much faster than a contended pool."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_env(models=None, n_envs: int = 1, max_steps: int = 10, seed: int = 0):
+    tokenizer, dynamics = models if models is not None else tiny_models()
+    return make_vec_env(
+        lambda: PlanningWrapper(FakeImageGoalEnv(max_steps=max_steps), tokenizer, dynamics, n_candidates=3, seed=seed),
+        n_envs=n_envs,
+        seed=seed,
+    )
+
+
+def make_model(env=None, **kwargs) -> PVDR:
+    defaults = dict(n_steps=24, batch_size=12, n_epochs=1, seed=0, policy_kwargs=TINY_POLICY, finetune_batch_size=8, n_candidates=3)
+    return PVDR("PVDRPolicy", env if env is not None else make_env(), **{**defaults, **kwargs})
+
+
+def collect(model: PVDR) -> None:
+    """One rollout through SB3's own collect_rollouts (with PVDR's internal callbacks)."""
+    _, callback = model._setup_learn(model.n_steps, callback=None)
+    callback.on_training_start(locals(), globals())
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+
+
+@pytest.fixture(scope="module")
+def collected() -> PVDR:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model = make_model(finetune_rollouts=0, lambda_3=2.0)
+    collect(model)
+    torch.set_num_threads(threads)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------- buffer
+def test_rollout_rewards_are_relabelled_before_advantages(collected):
+    buffer = collected.rollout_buffer
+    assert buffer.dones.sum() >= 2  # 10-step episodes in a 24-step rollout: the relabelling crosses episode ends
+    expected = buffer.env_rewards - 2.0 * planning_term(buffer.plan_errors, buffer.dones)
+    np.testing.assert_allclose(buffer.rewards, expected, rtol=1e-6)
+    assert (buffer.rewards < buffer.env_rewards).all()
+    # GAE ran on the relabelled rewards: the last step's advantage is r~ + gamma * V(next) - V
+    with torch.no_grad():
+        last_value = collected.policy.predict_values(collected.policy.obs_to_tensor(collected._last_obs)[0]).item()
+    t = buffer.buffer_size - 1
+    not_done = 1.0 - float(buffer.dones[t, 0])
+    delta = buffer.rewards[t, 0] + collected.gamma * last_value * not_done - buffer.values[t, 0]
+    assert buffer.advantages[t, 0] == pytest.approx(delta, abs=1e-4)
+
+
+def test_future_tokens_are_the_next_observed_frames(collected):
+    buffer = collected.rollout_buffer
+    futures, mask = buffer.future_tokens()
+    contexts = buffer.observations["context_tokens"]
+    for t in range(buffer.buffer_size - 2):
+        if not buffer.dones[t, 0]:  # o_{t+1} is the newest context frame of step t+1
+            np.testing.assert_array_equal(futures[t, 0, 0], contexts[t + 1, 0, -1])
+    assert mask.any() and not mask.all()
+
+
+# ---------------------------------------------------------------------------------------------- L_act
+def test_alignment_loss_gradient_reaches_only_the_policy_actor():
+    model = make_model(finetune_rollouts=0)
+    collect(model)
+    model._compute_alignment_targets()
+    batch = next(model.rollout_buffer.get(batch_size=24))
+    model.policy.zero_grad(set_to_none=True)
+    model.dynamics.zero_grad(set_to_none=True)
+    loss = model.alignment_loss(batch)
+    loss.backward()
+    assert model.policy.action_net.weight.grad.abs().sum() > 0
+    assert model.policy.features_extractor.z_proj.weight.grad.abs().sum() > 0
+    assert model.policy.value_net.weight.grad is None  # the critic's last layer is not in L_act
+    assert all(p.grad is None for p in model.dynamics.parameters())
+    assert all(p.grad is None for p in model.tokenizer.parameters())
+
+
+def test_alignment_hook_adds_act_coef_times_the_lact_gradient():
+    model = make_model(finetune_rollouts=0, act_coef=0.5)
+    collect(model)
+    model._compute_alignment_targets()
+    batch = next(model.rollout_buffer.get(batch_size=24))
+    model.policy.zero_grad(set_to_none=True)
+    (0.5 * model.alignment_loss(batch)).backward()
+    expected = [p.grad.clone() if p.grad is not None else None for p in model.policy.parameters()]
+    with model._alignment_loss_hook() as losses:
+        model.policy.optimizer.zero_grad()  # what PPO.train calls right before loss.backward()
+    assert len(losses) == 1
+    for p, g in zip(model.policy.parameters(), expected):
+        if g is None:
+            assert p.grad is None or p.grad.abs().sum() == 0
+        else:
+            torch.testing.assert_close(p.grad, g)
+    model.policy.optimizer.zero_grad()  # the hook is gone: plain zero_grad
+    assert all(p.grad is None for p in model.policy.parameters())
+
+
+def test_with_all_pvdr_terms_off_training_equals_ppo():
+    """act_coef=0, lambda_3=0, no fine-tuning: PVDR's update is PPO's, bit for bit, on a seeded run."""
+    models = tiny_models()
+    kwargs = dict(n_steps=24, batch_size=12, n_epochs=2, seed=0, policy_kwargs=TINY_POLICY, learning_rate=1e-3)
+    pvdr = PVDR("PVDRPolicy", make_env(models), act_coef=0.0, lambda_3=0.0, finetune_rollouts=0, n_candidates=3, **kwargs)
+    pvdr.learn(48)  # SB3 seeds torch when the algorithm is built: build PPO only after PVDR has learned
+    ppo = PPO(PVDRPolicy, make_env(models), gae_lambda=pvdr.gae_lambda, max_grad_norm=pvdr.max_grad_norm, **kwargs)
+    ppo.learn(48)
+    for (name, a), b in zip(pvdr.policy.state_dict().items(), ppo.policy.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+# ---------------------------------------------------------------------------------------------- fine-tuning
+def test_goal_term_of_the_prior_loss_reaches_the_prior():
+    tokenizer, dynamics = tiny_models()
+    x = torch.randint(0, 16, (3, 2, 4, 4))
+    y = torch.randint(0, 16, (3, 3, 4, 4))
+    goals = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8)
+    _, parts = prior_loss(dynamics, tokenizer, x, y, goals, lambda_2=0.8)
+    parts["goal"].backward()
+    prior_params = [*dynamics.prior_net.parameters(), *dynamics.prior_head.parameters()]
+    assert sum(p.grad.abs().sum() for p in prior_params if p.grad is not None) > 0
+    assert dynamics.prior_head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in dynamics.encoder.parameters())
+    # lambda_2 = 0 (ablation "w/o prior opt") drops the goal term
+    loss0, parts0 = prior_loss(dynamics, tokenizer, x, y, goals, lambda_2=0.0)
+    assert parts0["goal"].item() == 0.0 and loss0.item() == pytest.approx(parts0["kl_prior"].item())
+
+
+def test_reconstruction_loss_matches_the_pretraining_recon_term():
+    torch.manual_seed(0)
+    _, dynamics = tiny_models()
+    x, y = torch.randint(0, 16, (4, 2, 4, 4)), torch.randint(0, 16, (4, 3, 4, 4))
+    loss, parts = reconstruction_loss(dynamics, x, y, lambda_1=0.0)
+    assert loss.item() == pytest.approx(parts.recon.item())
+    assert 0 < parts.recon.item() < 10
+
+
+def test_finetuning_rollout_updates_decoder_head_and_prior_but_not_encoder_or_policy():
+    model = make_model(finetune_rollouts=1, finetune_lr=1e-3)
+    before = {k: v.clone() for k, v in model.dynamics.state_dict().items()}
+    policy_before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    collect(model)  # rollout 0 is a fine-tuning rollout (E1); the callback fine-tunes at its end
+    assert model.rollout_phase == "finetune"
+    model.train()  # a no-op for the policy on E1 rollouts
+    after = model.dynamics.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("decoder.") for k in changed)
+    assert any(k.startswith("posterior_head.") for k in changed)
+    assert any(k.startswith("prior_net.") or k.startswith("prior_head.") for k in changed)
+    assert not any(k.startswith("encoder.") for k in changed)  # footnote 3: E frozen but for its last layer
+    for k, v in model.policy.state_dict().items():
+        torch.testing.assert_close(v, policy_before[k])
+    # the planner of the env uses the same, fine-tuned module
+    assert model.env.get_attr("planner")[0].dynamics is model.dynamics
+    assert [model._phase_of(i) for i in range(4)] == ["finetune", "align", "finetune", "align"]
+    model.finetune_rollouts, model.align_rollouts = 1, 3
+    assert [model._phase_of(i) for i in range(5)] == ["finetune", "align", "align", "align", "finetune"]
+
+
+# ---------------------------------------------------------------------------------------------- ablations
+def _trained_policy(**kwargs) -> dict[str, torch.Tensor]:
+    model = make_model(finetune_rollouts=0, n_epochs=2, **kwargs)
+    model.learn(24)
+    return {k: v.clone() for k, v in model.policy.state_dict().items()}
+
+
+def test_ablation_switches_change_behaviour():
+    models = tiny_models()
+    reference = make_model(make_env(models), finetune_rollouts=0)
+    # w/o pre-training: the dynamics weights are re-initialised (in place: the env plans with them)
+    pretrained = {k: v.clone() for k, v in models[1].state_dict().items()}
+    scratch = make_model(make_env(models), pretrained=False)
+    assert any(not torch.equal(pretrained[k], v) for k, v in scratch.dynamics.state_dict().items())
+    assert scratch.env.get_attr("planner")[0].dynamics is scratch.dynamics
+    # random z: the env's z* is noise instead of a planned latent
+    random_model = make_model(make_env(), random_z=True)
+    assert random_model.env.get_attr("random_z")[0] and not reference.env.get_attr("random_z")[0]
+    # w/o act sl, w/o act rl: different updates from the same seed and data
+    full = _trained_policy()
+    no_act = _trained_policy(act_coef=0.0)
+    no_ppo = _trained_policy(ppo_loss=False)
+    assert any(not torch.equal(full[k], no_act[k]) for k in full)
+    assert any(not torch.equal(full[k], no_ppo[k]) for k in full)
+    init = make_model(finetune_rollouts=0).policy.state_dict()
+    torch.testing.assert_close(no_ppo["value_net.weight"], init["value_net.weight"])  # L_act only: critic untouched
+    with pytest.raises(ConfigError, match="act_coef"):
+        make_model(ppo_loss=False, act_coef=0.0)
+
+
+# ---------------------------------------------------------------------------------------------- save / load
+def test_save_load_gives_identical_actions_and_models(tmp_path):
+    model = make_model(finetune_rollouts=1, finetune_lr=1e-3)
+    model.learn(48)  # one fine-tuning rollout, one alignment rollout
+    path = tmp_path / "pvdr.zip"
+    model.save(path)
+    env = make_env()  # a fresh env: its planner starts from the un-fine-tuned models
+    loaded = PVDR.load(path, env=env)
+    for k, v in model.dynamics.state_dict().items():
+        torch.testing.assert_close(loaded.dynamics.state_dict()[k], v)
+    assert env.get_attr("planner")[0].dynamics is loaded.dynamics  # bound to the loaded, fine-tuned model
+    obs = env.reset()
+    actions, _ = model.predict(obs, deterministic=True)
+    loaded_actions, _ = loaded.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(actions, loaded_actions)
+    # without an env, the architecture is rebuilt from the stored configs
+    bare = PVDR.load(path)
+    np.testing.assert_array_equal(bare.predict(obs, deterministic=True)[0], actions)
+    mean_reward, _ = evaluate_policy(loaded, env, n_eval_episodes=1)
+    assert np.isfinite(mean_reward)
+
+
+def test_plan_video_callback_builds_context_plan_real_strips(tmp_path):
+    tokenizer, _ = tiny_models()
+    frames = [np.full((16, 16, 3), 10 * i, dtype=np.uint8) for i in range(8)]
+    plan = np.zeros((3, 4, 4), dtype=np.int64)
+    steps = [(frames[i], plan, i == 5) for i in range(8)]
+    video = PlanVideoCallback.make_video(steps, tokenizer, n_clips=2)
+    assert video.shape == (6, 16, 48, 3)
+    np.testing.assert_array_equal(video[0, :, :16], frames[0])  # context o_{t}
+    np.testing.assert_array_equal(video[0, :, 32:], frames[1])  # what really happened o_{t+1}
+    np.testing.assert_array_equal(video[2, :, 32:], frames[3])
+    # written to tensorboard as an animated GIF image summary
+    from types import SimpleNamespace
+
+    from stable_baselines3.common.logger import configure
+    from tensorboard.backend.event_processing import event_accumulator
+
+    callback = PlanVideoCallback(save_dir=str(tmp_path / "gifs"))
+    callback.model = SimpleNamespace(logger=configure(str(tmp_path / "tb"), ["tensorboard"]))
+    callback._write(video)
+    events = event_accumulator.EventAccumulator(str(next((tmp_path / "tb").glob("events*"))), size_guidance={"images": 0})
+    events.Reload()
+    assert events.Images("pvdr/plans")[0].encoded_image_string[:6] == b"GIF89a"
+    assert len(list((tmp_path / "gifs").glob("plans_*.gif"))) == 1
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow
+def test_train_py_smoke_and_load_in_a_new_process(tmp_path):
+    tokenizer, dynamics = tiny_models()
+    tokenizer.save(tmp_path / "tok.pt")
+    dynamics.save(tmp_path / "dyn.pt")
+    wrapper = {"sb3_pvdr.planning.PlanningWrapper": {"tokenizer": str(tmp_path / "tok.pt"), "dynamics": str(tmp_path / "dyn.pt")}}
+    cmd = [
+        sys.executable, "train.py", "--algo", "pvdr", "--env", "reach-v2", "-n", "256", "--log-folder", str(tmp_path / "logs"),
+        "--eval-freq", "128", "--eval-episodes", "1", "--env-kwargs", "image_size:16", "max_episode_steps:60",
+        "-params", "n_envs:1", "n_steps:64", "batch_size:32", "n_epochs:1", "n_candidates:2",
+        f"env_wrapper:{wrapper!r}", f"policy_kwargs:{ {'features_extractor_kwargs': TINY_POLICY['features_extractor_kwargs']}!r}",
+        f"callback:[{{'sb3_pvdr.pvdr.PlanVideoCallback': {{'every_n_rollouts': 2, 'save_dir': {str(tmp_path / 'videos')!r}}}}}]",
+    ]
+    env = {**os.environ, "MUJOCO_GL": "egl", "PYOPENGL_PLATFORM": "egl"}
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Success rate" in result.stdout
+    zips = list((tmp_path / "logs" / "pvdr").glob("reach-v2_*/reach-v2.zip"))
+    assert len(zips) == 1
+    assert list((tmp_path / "videos").glob("plans_*.gif"))
+    script = (
+        "import numpy as np, sb3_pvdr.envs\n"
+        "from sb3_pvdr.envs import make_metaworld_env\n"
+        "from sb3_pvdr.planning import PlanningWrapper\n"
+        "from sb3_pvdr.pvdr import PVDR\n"
+        "from stable_baselines3.common.evaluation import evaluate_policy\n"
+        "from stable_baselines3.common.vec_env import DummyVecEnv\n"
+        f"env = DummyVecEnv([lambda: PlanningWrapper(make_metaworld_env('reach-v2', image_size=16, max_episode_steps=60), {str(tmp_path / 'tok.pt')!r}, {str(tmp_path / 'dyn.pt')!r})])\n"
+        f"model = PVDR.load({str(zips[0])!r}, env=env)\n"
+        "mean, std = evaluate_policy(model, env, n_eval_episodes=1)\n"
+        "print('EVAL', mean)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "EVAL" in result.stdout
+
+
+def test_goal_term_in_code_space_reaches_the_prior():
+    tokenizer, dynamics = tiny_models()
+    x, y = torch.randint(0, 16, (2, 2, 4, 4)), torch.randint(0, 16, (2, 3, 4, 4))
+    goals = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8)
+    _, parts = prior_loss(dynamics, tokenizer, x, y, goals, lambda_2=0.8, metric="codes")
+    parts["goal"].backward()
+    assert dynamics.prior_head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in tokenizer.parameters())
+
+
+def test_zoo_config_is_valid_for_every_task():
+    from sb3_pvdr.zoo import check_hyperparams, load_zoo_file, lookup_hyperparams
+
+    table = load_zoo_file(REPO / "zoo_configs" / "pvdr.yml")
+    for env_id in table:
+        if env_id == "default":
+            continue
+        hyperparams = lookup_hyperparams(table, env_id, "pvdr.yml")
+        check_hyperparams("pvdr", PVDR, hyperparams, "pvdr.yml")
+        assert hyperparams["lambda_2"] == 0.8 and hyperparams["lambda_3"] == 1.0
+    assert lookup_hyperparams(table, "reach-v2")["clip_range"] == 0.6  # Table 3, task set 1
+    assert lookup_hyperparams(table, "plate-slide-v2")["ent_coef"] == 2.0e-4  # task set 2
+    assert lookup_hyperparams(table, "drawer-open-v2")["clip_range"] == 0.5  # task set 3
