@@ -18,7 +18,6 @@ process reads its own shard through a ``DistributedSampler``, and only rank 0 lo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import torch
-from einops import rearrange, repeat
+from einops import repeat
 
 from sb3_pvdr.common.checkpoint import load_checkpoint
 from sb3_pvdr.common.errors import CheckpointError, cli_entry

@@ -265,7 +265,6 @@ def test_plan_video_callback_builds_context_plan_real_strips(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-@pytest.mark.slow
 def test_train_py_smoke_and_load_in_a_new_process(tmp_path):
     tokenizer, dynamics = tiny_models()
     tokenizer.save(tmp_path / "tok.pt")
@@ -312,16 +311,21 @@ def test_goal_term_in_code_space_reaches_the_prior():
     assert all(p.grad is None for p in tokenizer.parameters())
 
 
-def test_zoo_config_is_valid_for_every_task():
+@pytest.mark.parametrize("conf", ["pvdr.yml", "pvdr_paper.yml"])
+def test_zoo_config_is_valid_for_every_task(conf):
     from sb3_pvdr.zoo import check_hyperparams, load_zoo_file, lookup_hyperparams
 
-    table = load_zoo_file(REPO / "zoo_configs" / "pvdr.yml")
+    table = load_zoo_file(REPO / "zoo_configs" / conf)
     for env_id in table:
         if env_id == "default":
             continue
-        hyperparams = lookup_hyperparams(table, env_id, "pvdr.yml")
-        check_hyperparams("pvdr", PVDR, hyperparams, "pvdr.yml")
+        hyperparams = lookup_hyperparams(table, env_id, conf)
+        check_hyperparams("pvdr", PVDR, hyperparams, conf)
         assert hyperparams["lambda_2"] == 0.8 and hyperparams["lambda_3"] == 1.0
+    if conf == "pvdr_paper.yml":  # the paper's sizes: 128 px frames, Table 2's aligner (dim 512, depth 3)
+        reach = lookup_hyperparams(table, "reach-v2")
+        assert reach["env_kwargs"]["image_size"] == 128
+        assert reach["policy_kwargs"]["features_extractor_kwargs"] == {"dim": 512, "depth": 3, "heads": 4, "ff_dim": 512}
     assert lookup_hyperparams(table, "reach-v2")["clip_range"] == 0.6  # Table 3, task set 1
     assert lookup_hyperparams(table, "plate-slide-v2")["ent_coef"] == 2.0e-4  # task set 2
     assert lookup_hyperparams(table, "drawer-open-v2")["clip_range"] == 0.5  # task set 3
