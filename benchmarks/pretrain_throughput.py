@@ -1,8 +1,8 @@
 """Pre-training throughput of the visual dynamics model: tokens/s and achieved FLOP/s against this
 machine's matmul FLOP/s, measured in the same run, in fp32 and under bf16 autocast.
 
-    python benchmarks/pretrain_throughput.py                       # default cpu config, batch 32
-    python benchmarks/pretrain_throughput.py --batch-size 64 --steps 8
+    python benchmarks/pretrain_throughput.py                       # default cpu config (batch 16)
+    python benchmarks/pretrain_throughput.py --threads 1           # a busy shared CPU: 1 thread is faster
     python benchmarks/pretrain_throughput.py --config paper --batch-size 8 --device cuda
 
 One step is what ``python -m sb3_pvdr.pretrain`` does per batch: eq. (1) forward (encoder, prior, decoder

@@ -145,6 +145,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--png", default=None, help="write the prediction grid here (e.g. assets/dynamics_predictions.png)")
     parser.add_argument("--grid-clips", type=int, default=2, help="clips in the PNG grid (those with the most motion)")
+    parser.add_argument("--png-colors", type=int, default=256, help="palette size of the PNG (0: full RGB)")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -179,10 +180,13 @@ def main(argv: Optional[list[str]] = None) -> None:
         pick = motion.argsort(descending=True)[: args.grid_clips]
         gx, gy = x[pick], y[pick]
         image = labelled_grid(model, tokenizer, gx, gy, args.prior_samples, generator)
-        import imageio.v3 as iio
+        from PIL import Image
 
         Path(args.png).parent.mkdir(parents=True, exist_ok=True)
-        iio.imwrite(args.png, image)
+        pil = Image.fromarray(image)
+        if args.png_colors > 0:  # an adaptive palette: ~1/3 of the RGB file size, for a repository asset
+            pil = pil.quantize(colors=args.png_colors)
+        pil.save(args.png, optimize=True)
         print(f"wrote {args.png} ({image.shape[1]}x{image.shape[0]} px)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -229,6 +229,6 @@ def test_eval_dynamics_script(setup: dict[str, Path], tmp_path: Path) -> None:
     for key in ("posterior", "prior", "prior_mean", "zero"):
         assert 0.0 <= result[f"{key}/generated"] <= 1.0 and len(result["per_frame_generated"][key]) == TINY_MODEL["l"]
     assert result["prior/best_of_samples"] >= result["prior/generated"] - 1e-6
-    image = iio.imread(png)
+    image = iio.imread(png, mode="RGB")
     frames, rows, side = TINY_MODEL["m"] + TINY_MODEL["l"], 2 * (2 + 3), 16 + 2  # clips x (true, post., 3 prior)
     assert image.shape == (rows * side, 56 + frames * side, 3)
