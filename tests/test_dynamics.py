@@ -29,16 +29,6 @@ TINY = DynamicsConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded 2-core machine OpenMP barriers
-    make a 2-thread step ~20x slower than a 1-thread one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def model() -> VisualDynamicsModel:
     torch.manual_seed(0)

@@ -27,15 +27,6 @@ from sb3_pvdr.tokenizer.model import VQTokenizer
 IMAGE = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one torch thread is much faster than a contended pool."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------------------------------------- fixtures
 def tiny_models(seed: int = 0, l: int = 3) -> tuple[VQTokenizer, VisualDynamicsModel]:  # noqa: E741
     """A 16x16 -> 4x4 tokenizer with 16 codes and a matching one-layer dynamics model (untrained)."""

@@ -18,19 +18,9 @@ from test_planning import FakeImageGoalEnv, tiny_models
 from sb3_pvdr.common.errors import ConfigError
 from sb3_pvdr.planning import PlanningWrapper, planning_term
 from sb3_pvdr.pvdr import PVDR, PlanVideoCallback, PVDRPolicy, prior_loss, reconstruction_loss
-from sb3_pvdr.pvdr.callbacks import DynamicsFineTuneCallback
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_POLICY = dict(features_extractor_kwargs=dict(dim=16, depth=1, heads=2, ff_dim=32))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one torch thread is much faster than a contended pool."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_env(models=None, n_envs: int = 1, max_steps: int = 10, seed: int = 0):

@@ -36,15 +36,6 @@ TINY = dict(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions: on a busy shared CPU, synchronising 2 threads costs more than it saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_tokenizer(**overrides) -> VQTokenizer:
     """A tiny tokenizer whose codebook went through its k-means initialisation (else it is all zeros)."""
     torch.manual_seed(0)

@@ -98,18 +98,7 @@ def test_smoke_run_saves_model_config_and_logs(smoke_run):
     assert list((smoke_run.log_folder / "tensorboard" / "reach-v2").glob("PPO_1/events.out.tfevents.*"))
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Batch-1 inference is many times faster on one thread on a busy machine (as train.py does)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_smoke_run_model_loads_and_evaluates(smoke_run, goal_cache, one_torch_thread):
+def test_smoke_run_model_loads_and_evaluates(smoke_run, goal_cache):
     model = PPO.load(smoke_run.run_dir / "reach-v2.zip", device="cpu")
     assert model.n_steps == 128 and model.n_epochs == 1  # -params took effect in the model
     assert model.clip_range(1.0) == 0.6

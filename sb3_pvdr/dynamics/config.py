@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from sb3_pvdr.common.config import check_config_keys
 from sb3_pvdr.common.errors import ConfigError
 
 _TUPLE_FIELDS = ("grid", "window")
@@ -101,10 +102,7 @@ class DynamicsConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DynamicsConfig:
         """Build from a plain dict (yaml/json/checkpoint); unknown keys raise :class:`ConfigError`."""
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ConfigError(f"unknown DynamicsConfig keys {unknown}; valid keys: {valid}")
+        check_config_keys(cls, data, "DynamicsConfig")
         return cls(**data)
 
     @classmethod

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Union
 
 import yaml
 
+from sb3_pvdr.common.config import check_config_keys
 from sb3_pvdr.common.errors import ConfigError
 
 
@@ -176,10 +177,7 @@ class TokenizerConfig:
         """
         data = dict(data)
         base = data.pop("profile", None)
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ConfigError(f"unknown tokenizer config keys {unknown}; valid keys: {sorted(valid)}")
+        check_config_keys(cls, data, "tokenizer config")
         if base is not None:
             if base not in PROFILES:
                 raise ConfigError(f"unknown tokenizer profile '{base}'; choose one of {sorted(PROFILES)}")
