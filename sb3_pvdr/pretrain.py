@@ -25,7 +25,7 @@ import random
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -40,6 +40,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from sb3_pvdr.common.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from sb3_pvdr.common.config import check_config_keys
 from sb3_pvdr.common.errors import CheckpointError, ConfigError, DataError, cli_entry
 from sb3_pvdr.common.utils import get_device
 
@@ -62,7 +63,7 @@ class PretrainConfig:
     A yaml file given to ``--config`` holds these keys (all optional), e.g.::
 
         profile: cpu
-        model: {dim: 192, depth_decoder: 2}
+        model: {dim: 256, ff_dim: 512}
         batch_size: 32
         lr: 3.0e-4
     """
@@ -121,10 +122,7 @@ class PretrainConfig:
 
         :raises ConfigError: on unknown keys (the message lists the valid ones)
         """
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - valid)
-        if unknown:
-            raise ConfigError(f"unknown pre-training config keys {unknown}; valid keys: {sorted(valid)}")
+        check_config_keys(cls, data, "pre-training config")
         if base is None:
             base = cls.profile_config(str(data.get("profile", "cpu")))
         merged = {**asdict(base), **data}

@@ -51,15 +51,6 @@ def token_folder(path: Path, episodes: int = 3, length: int = 12, seed: int = 0)
     return write_token_folder(path, eps, {"codebook_size": K, "image_size": 16})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine OpenMP barriers cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def setup(tmp_path: Path) -> dict[str, Path]:
     config = tmp_path / "tiny.yml"

@@ -1,12 +1,12 @@
 """Configuration of the visual dynamics model (paper Table 2), with named profiles.
 
 - ``"cpu"`` (default): 64x64 frames tokenized to 8x8 grids with K=256 codes (the ``cpu`` tokenizer
-  profile), sized so that pre-training on 2 CPU cores for 1-2 hours learns something: dim 192,
-  feed-forward 384, 4 heads, depths 2 / 2 / 3 (encoder / prior / decoder), 4x4 temporal windows
-  (a quarter of the 8x8 grid; 2x2 would mimic the paper's 1/16 of a frame but leaves temporal
-  attention only 4 tokens per frame, too local for such shallow stacks), z grid 8x8x16. One clip
-  (m=2, l=6) costs ~11 GFLOP for forward + backward (matmuls), ~0.23 s on one core of the AMD
-  EPYC dev machine (~65% of its fp32 matmul peak); dim 256 / ff 512 would cost 19.5 GFLOP.
+  profile), sized for 2 CPU cores at both stages: dim 128, feed-forward 256, 4 heads, depths 2 / 2 / 2
+  (encoder / prior / decoder), 4x4 temporal windows (a quarter of the 8x8 grid; 2x2 would mimic the
+  paper's 1/16 of a frame but leaves temporal attention only 4 tokens per frame, too local for such
+  shallow stacks), z grid 8x8x16. The online stage decodes N plans of l frames every few env steps, so
+  the decoder's cost per token bounds the agent's steps/s (``benchmarks/planning_overhead.py``): dim 192
+  and a 3-unit decoder (the earlier default) cost 3.4x the FLOPs per planned token.
 - ``"paper"``: Table 2 exactly: 16x16 grid, 4x4 windows, m=2, l=6, z 16x16x32, attention dim 512,
   feed-forward 512, token embedding 1024, depths 6 / 6 / 3, 4 heads. Table 2 gives no dropout: 0.
 """
@@ -51,12 +51,12 @@ class DynamicsConfig:
     m: int = 2
     l: int = 6  # noqa: E741 (the paper's name)
     z_dim: int = 16
-    dim: int = 192
-    ff_dim: int = 384
+    dim: int = 128
+    ff_dim: int = 256
     heads: int = 4
     depth_encoder: int = 2
     depth_prior: int = 2
-    depth_decoder: int = 3
+    depth_decoder: int = 2
     window: tuple[int, int] = (4, 4)
     dropout: float = 0.0
     token_dim: Optional[int] = None

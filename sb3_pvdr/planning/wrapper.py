@@ -165,20 +165,24 @@ class PlanningWrapper(gym.Wrapper):
         self.configure(**settings)
 
     # ------------------------------------------------------------------ helpers
+    @torch.inference_mode()  # numpy leaves the wrapper; no autograd bookkeeping per env step
     def _encode(self, frame: np.ndarray) -> np.ndarray:
         return self.planner.tokenizer.encode(frame[None])[0].cpu().numpy()
 
+    @torch.inference_mode()
     def _set_goal(self, goal: np.ndarray) -> None:
         if self._goal is None or not np.array_equal(goal, self._goal):
             self._goal = np.array(goal)
             self._goal_target = self.planner.frame_target(torch.from_numpy(self._goal)[None].to(self.planner.device))[0]
 
+    @torch.inference_mode()
     def _frame_target(self, frame: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """The new frame in the plan metric's space (uint8 pixels or code grid), for the plan errors."""
         if self.planner.metric == "pixels":
             return frame
         return self.planner.frame_target(torch.from_numpy(frame)[None], torch.from_numpy(tokens)[None])[0].cpu().numpy()
 
+    @torch.inference_mode()
     def _replan(self) -> None:
         self._plan = self.planner.plan(
             torch.from_numpy(self._context),

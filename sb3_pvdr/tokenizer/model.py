@@ -257,13 +257,19 @@ class VQTokenizer(nn.Module):
 
     @contextmanager
     def _inference_mode(self) -> Iterator[None]:
-        """Eval mode (no dropout, no codebook EMA / dead-code updates) for the duration, then restore."""
+        """Eval mode (no dropout, no codebook EMA / dead-code updates) for the duration, then restore.
+
+        A tokenizer already in eval mode is left alone: ``.eval()``/``.train()`` walk every submodule, which
+        is measurable when the planning wrapper encodes one frame per env step.
+        """
         was_training = self.training
-        self.eval()
+        if was_training:
+            self.eval()
         try:
             yield
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
 
     @torch.no_grad()
     def encode(self, frames: Union[Tensor, np.ndarray]) -> Tensor:
