@@ -10,6 +10,13 @@ sample N latents, decode N plans of l frames, decode them to pixels, pick the cl
 default settings of ``zoo_configs/pvdr.yml``. Model weights do not change the cost: without ``--tokenizer`` /
 ``--dynamics`` the models are randomly initialised from the ``cpu`` profiles. PPO is SB3's ``MultiInputPolicy``
 (NatureCNN per image) as in ``zoo_configs/ppo.yml``.
+
+Two env-steps/s figures, each PVDR vs PPO in the same run:
+
+- acting: the deterministic acting loop only (policy forward + ``env.step``), one env;
+- training: ``model.learn()`` with each algorithm's ``zoo_configs/<algo>.yml`` settings for the env (2 envs x
+  250 steps per rollout, 10 epochs, PVDR's fine-tuning/alignment rollouts included), i.e. SB3's ``time/fps``:
+  rollouts and updates together, which is what a training run's wall clock sees. ``--train-rollouts 0`` skips it.
 """
 
 from __future__ import annotations
@@ -63,6 +70,8 @@ class Args:
     """dynamics checkpoint (default: random cpu profile)"""
     threads: int = 1
     """torch threads (train.py uses 1)"""
+    train_rollouts: int = 2
+    """rollouts of model.learn() timed per agent (2 = one PVDR fine-tuning + one alignment rollout)"""
     seed: int = 0
     """seed"""
 
@@ -90,6 +99,28 @@ def steps_per_second(model, env, steps: int, warmup: int) -> float:
         action, _ = model.predict(obs, deterministic=True)
         obs, _, _, _ = env.step(action)
     return steps / (time.perf_counter() - start)
+
+
+def training_steps_per_second(algo: str, env_id: str, rollouts: int, seed: int, **overrides) -> float:
+    """``model.learn()`` env steps/s (SB3's ``time/fps``) with the yaml settings of ``algo`` for ``env_id``."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_pvdr.zoo import default_conf_file, load_zoo_file, lookup_hyperparams, resolve_policy_kwargs
+
+    hp = lookup_hyperparams(load_zoo_file(default_conf_file(algo)), env_id)
+    for key in ("n_timesteps", "env_wrapper", "callback", "monitor_kwargs", "normalize", "frame_stack"):
+        hp.pop(key, None)
+    n_envs, env_kwargs = hp.pop("n_envs", 1), hp.pop("env_kwargs", {})
+    hp["policy_kwargs"] = resolve_policy_kwargs(hp.get("policy_kwargs", {}))
+    wrapper = overrides.pop("wrapper", None)
+    env = make_vec_env(lambda: make_metaworld_env(env_id, seed=seed, **env_kwargs), n_envs=n_envs, seed=seed, wrapper_class=wrapper)
+    model = (PVDR if algo == "pvdr" else PPO)(env=env, seed=seed, device="cpu", **{**hp, **overrides})
+    steps = rollouts * model.n_steps * n_envs
+    start = time.perf_counter()
+    model.learn(steps)
+    rate = steps / (time.perf_counter() - start)
+    env.close()
+    return rate
 
 
 @cli_entry
@@ -121,6 +152,15 @@ def main() -> None:
     print(f"  pixel PPO                          {ppo_sps:8.1f}")
     label = f"PVDR (N={args.n_candidates}, replan every {args.replan_every}, {args.plan_metric})"
     print(f"  {label:<35s}{pvdr_sps:8.1f}   ratio {pvdr_sps / ppo_sps:.2f}x (target >= 0.5x)")
+
+    # ------------------------------------------------------------------ training env steps/s (SB3 time/fps)
+    if args.train_rollouts > 0:
+        wrapper = lambda env: PlanningWrapper(env, tokenizer, dynamics, seed=args.seed)  # noqa: E731
+        ppo_fps = training_steps_per_second("ppo", args.env, args.train_rollouts, args.seed)
+        pvdr_fps = training_steps_per_second("pvdr", args.env, args.train_rollouts, args.seed, wrapper=wrapper)
+        print(f"training env steps/s (model.learn, zoo_configs settings, {args.train_rollouts} rollouts each):")
+        print(f"  pixel PPO                          {ppo_fps:8.1f}")
+        print(f"  {'PVDR':<35s}{pvdr_fps:8.1f}   ratio {pvdr_fps / ppo_fps:.2f}x")
 
     # ------------------------------------------------------------------ ms per planning call
     obs = make().reset(seed=args.seed)[0]
