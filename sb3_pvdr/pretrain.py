@@ -82,8 +82,8 @@ class PretrainConfig:
     """AdamW weight decay (0: Adam, as in the paper)"""
     betas: tuple[float, float] = (0.9, 0.99)
     """Adam betas"""
-    warmup_steps: int = 500
-    """linear learning-rate warm-up, then constant"""
+    warmup_steps: int = 100
+    """linear learning-rate warm-up, then constant (CPU runs are short: the demo's is 600 steps)"""
     grad_clip: float = 1.0
     """max gradient norm (0 disables clipping)"""
     lambda_1: float = 1e-3

@@ -177,6 +177,18 @@ def test_finetuning_rollout_updates_decoder_head_and_prior_but_not_encoder_or_po
     assert [model._phase_of(i) for i in range(5)] == ["finetune", "align", "align", "align", "finetune"]
 
 
+@pytest.mark.parametrize("finetune_batches, expected", [(None, 3), (1, 1)])
+def test_finetune_batches_caps_the_gradient_steps_per_pass(finetune_batches, expected):
+    """24 steps x 1 env with l = 6: 18 clips have l real future frames -> 3 minibatches of 8 per full pass."""
+    model = make_model(finetune_rollouts=1, finetune_batches=finetune_batches)
+    collect(model)
+    for optimizer in (model.dynamics_optimizer, model.prior_optimizer):  # line 8 (L_rec), line 9 (L_prior)
+        steps = {int(state["step"]) for state in optimizer.state.values()}
+        assert steps == {expected}
+    with pytest.raises(ConfigError, match="finetune_batches"):
+        make_model(finetune_batches=0)
+
+
 # ---------------------------------------------------------------------------------------------- ablations
 def _trained_policy(**kwargs) -> dict[str, torch.Tensor]:
     model = make_model(finetune_rollouts=0, n_epochs=2, **kwargs)

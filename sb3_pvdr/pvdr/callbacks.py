@@ -102,9 +102,10 @@ def prior_loss(
     return kl_prior + lambda_2 * goal, {"kl_prior": kl_prior, "goal": goal}
 
 
-def _minibatches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+def _minibatches(n: int, batch_size: int, rng: np.random.Generator, max_batches: Optional[int] = None) -> list[np.ndarray]:
+    """A shuffled pass over ``n`` samples in minibatches, cut after ``max_batches`` (``None``: the whole pass)."""
     order = rng.permutation(n)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)][:max_batches]
 
 
 class RolloutRecorderCallback(BaseCallback):
@@ -127,7 +128,8 @@ class DynamicsFineTuneCallback(BaseCallback):
     trained with PPO + L_act). The schedule lives in :attr:`PVDR.rollout_phase`; this callback reads it.
 
     Experience: (x_t, y_t, g) of every step of the rollout with l real future frames. Line 8 runs
-    ``finetune_epochs`` passes of L_rec over it, then line 9 as many passes of L_prior.
+    ``finetune_epochs`` passes of L_rec over it, then line 9 as many passes of L_prior; with
+    ``finetune_batches`` each pass stops after that many minibatches.
 
     :param verbose: verbosity
     """
@@ -172,7 +174,7 @@ class DynamicsFineTuneCallback(BaseCallback):
         try:
             # line 8: E (posterior head only) and D with L_rec
             for _ in range(model.finetune_epochs):
-                for idx in _minibatches(len(contexts), model.finetune_batch_size, rng):
+                for idx in _minibatches(len(contexts), model.finetune_batch_size, rng, model.finetune_batches):
                     x, y, _ = batch(idx)
                     loss, parts = reconstruction_loss(dynamics, x, y, model.lambda_1)
                     model.dynamics_optimizer.zero_grad()
@@ -184,7 +186,7 @@ class DynamicsFineTuneCallback(BaseCallback):
                     stats["accuracy"].append(parts.accuracy.item())
             # line 9: P with L_prior
             for _ in range(model.finetune_epochs):
-                for idx in _minibatches(len(contexts), model.finetune_batch_size, rng):
+                for idx in _minibatches(len(contexts), model.finetune_batch_size, rng, model.finetune_batches):
                     x, y, g = batch(idx)
                     loss, parts = prior_loss(dynamics, tokenizer, x, y, g, model.lambda_2, model.plan_metric)
                     model.prior_optimizer.zero_grad()

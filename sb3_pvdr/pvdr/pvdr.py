@@ -85,6 +85,9 @@ class PVDR(PPO):
     :param finetune_lr: Adam learning rate of the fine-tuning (Table 2: 1e-5)
     :param finetune_epochs: passes over each E1 rollout for L_rec, then as many for L_prior
     :param finetune_batch_size: minibatch size of the fine-tuning
+    :param finetune_batches: at most this many minibatches per pass (a random subset of the rollout's clips,
+        like SB3's ``gradient_steps``); ``None``: every clip of the rollout. A CPU knob: each minibatch costs
+        about a pre-training step plus a greedy generation (L_prior's goal term)
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"PVDRPolicy": PVDRPolicy}
@@ -134,6 +137,7 @@ class PVDR(PPO):
         finetune_lr: float = 1e-5,
         finetune_epochs: int = 1,
         finetune_batch_size: int = 32,
+        finetune_batches: Optional[int] = None,
         _init_setup_model: bool = True,
     ) -> None:
         if not ppo_loss and act_coef <= 0:
@@ -152,6 +156,9 @@ class PVDR(PPO):
         self.pretrained = bool(pretrained)
         self.finetune_rollouts, self.align_rollouts = int(finetune_rollouts), int(align_rollouts)
         self.finetune_lr, self.finetune_epochs, self.finetune_batch_size = float(finetune_lr), int(finetune_epochs), int(finetune_batch_size)
+        if finetune_batches is not None and int(finetune_batches) < 1:
+            raise ConfigError(f"finetune_batches must be >= 1 or None (all), got {finetune_batches}")
+        self.finetune_batches = None if finetune_batches is None else int(finetune_batches)
         self._tokenizer_config: Optional[dict[str, Any]] = None
         self._dynamics_config: Optional[dict[str, Any]] = None
         self._n_rollouts = 0
