@@ -17,6 +17,14 @@ Two env-steps/s figures, each PVDR vs PPO in the same run:
 - training: ``model.learn()`` with each algorithm's ``zoo_configs/<algo>.yml`` settings for the env (2 envs x
   250 steps per rollout, 10 epochs, PVDR's fine-tuning/alignment rollouts included), i.e. SB3's ``time/fps``:
   rollouts and updates together, which is what a training run's wall clock sees. ``--train-rollouts 0`` skips it.
+
+And a compute floor, to tell slow code from too much arithmetic: the FLOPs each agent spends per env step
+(``torch.utils.flop_counter``: PPO's policy forward; PVDR's tokenizer encode of the new frame, aligner forward,
+and one planning call (prior + N-candidate generation) divided by ``replan_every``), this machine's fp32 matmul
+FLOP/s measured in the same run, and the raw env step time. ``best case`` is the steps/s each agent would reach
+if its network ran at the matmul peak (``1 / (t_env + flops / peak)``): a ratio below the target there means
+the target needs less arithmetic per step (smaller N, plans reused longer, smaller models) or faster hardware,
+not faster code.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from sb3_pvdr.common.errors import cli_entry  # noqa: E402
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel  # noqa: E402
@@ -101,6 +110,41 @@ def steps_per_second(model, env, steps: int, warmup: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def matmul_flops_per_second(size: int = 512, reps: int = 30) -> float:
+    """This machine's fp32 matmul FLOP/s (square ``size`` matrices, current torch threads)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return reps * 2 * size**3 / (time.perf_counter() - start)
+
+
+def count_flops(fn) -> float:
+    """FLOPs of one call of ``fn`` (matmuls and convolutions, as ``torch.utils.flop_counter`` counts them)."""
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def raw_env_step_seconds(make, steps: int, seed: int) -> float:
+    """Seconds per ``env.step`` (physics + render) with random actions, no policy."""
+    env = make()
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    for _ in range(5):
+        env.step(env.action_space.sample())
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    elapsed = (time.perf_counter() - start) / steps
+    env.close()
+    return elapsed
+
+
 def training_steps_per_second(algo: str, env_id: str, rollouts: int, seed: int, **overrides) -> float:
     """``model.learn()`` env steps/s (SB3's ``time/fps``) with the yaml settings of ``algo`` for ``env_id``."""
     from stable_baselines3.common.env_util import make_vec_env
@@ -153,6 +197,34 @@ def main() -> None:
     label = f"PVDR (N={args.n_candidates}, replan every {args.replan_every}, {args.plan_metric})"
     print(f"  {label:<35s}{pvdr_sps:8.1f}   ratio {pvdr_sps / ppo_sps:.2f}x (target >= 0.5x)")
 
+    # ------------------------------------------------------------------ compute floor
+    peak = matmul_flops_per_second()
+    t_env = raw_env_step_seconds(make, args.steps, args.seed)
+    ppo_obs, _ = ppo.policy.obs_to_tensor(ppo_env.reset())
+    pvdr_obs, _ = pvdr.policy.obs_to_tensor(pvdr_env.reset())
+    probe_env = make()
+    first = probe_env.reset(seed=args.seed)[0]
+    new_frame = first["observation"][None]
+    planner = Planner(tokenizer, dynamics, args.plan_metric)
+    goal_target = planner.frame_target(torch.from_numpy(first["desired_goal"])[None])[0]
+    context = torch.as_tensor(pvdr_env.reset()["context_tokens"][0])
+    plan_flops = count_flops(lambda: planner.plan(context, goal_target, args.n_candidates))
+    ppo_flops = count_flops(lambda: ppo.policy(ppo_obs, deterministic=True))
+    pvdr_flops = {
+        "encode": count_flops(lambda: tokenizer.encode(new_frame)),
+        "aligner": count_flops(lambda: pvdr.policy(pvdr_obs, deterministic=True)),
+        f"plan/{args.replan_every}": plan_flops / args.replan_every,
+    }
+    pvdr_total = sum(pvdr_flops.values())
+    ppo_best = 1.0 / (t_env + ppo_flops / peak)
+    pvdr_best = 1.0 / (t_env + pvdr_total / peak)
+    parts = ", ".join(f"{k} {v / 1e6:.0f}" for k, v in pvdr_flops.items())
+    print(f"compute floor (fp32 matmul peak {peak / 1e9:.1f} GFLOP/s, raw env step {1000 * t_env:.1f} ms):")
+    print(f"  pixel PPO    {ppo_flops / 1e6:7.0f} MFLOP/step   best case {ppo_best:6.1f} steps/s")
+    print(f"  PVDR         {pvdr_total / 1e6:7.0f} MFLOP/step   best case {pvdr_best:6.1f} steps/s   ratio {pvdr_best / ppo_best:.2f}x   ({parts})")
+    achieved = pvdr_total / max(1.0 / pvdr_sps - t_env, 1e-9)
+    print(f"  PVDR network FLOP/s while acting: {achieved / 1e9:.1f} G ({achieved / peak:.2f} of peak)")
+
     # ------------------------------------------------------------------ training env steps/s (SB3 time/fps)
     if args.train_rollouts > 0:
         wrapper = lambda env: PlanningWrapper(env, tokenizer, dynamics, seed=args.seed)  # noqa: E731
@@ -163,7 +235,7 @@ def main() -> None:
         print(f"  {'PVDR':<35s}{pvdr_fps:8.1f}   ratio {pvdr_fps / ppo_fps:.2f}x")
 
     # ------------------------------------------------------------------ ms per planning call
-    obs = make().reset(seed=args.seed)[0]
+    obs = first
     context = tokenizer.encode(np.repeat(obs["observation"][None], dynamics.config.m, axis=0))
     generator = torch.Generator().manual_seed(args.seed)
     print(f"ms per planning call (m={dynamics.config.m}, l={dynamics.config.l}, grid {dynamics.grid_size}, mean of {args.calls} calls):")
@@ -179,6 +251,8 @@ def main() -> None:
                 planner.plan(context, goal, n, generator)
             row.append(1000 * (time.perf_counter() - start) / args.calls)
         print(f"  {n:>4d} {row[0]:>8.1f}ms {row[1]:>8.1f}ms")
+    for env in (probe_env, ppo_env, pvdr_env):
+        env.close()
 
 
 if __name__ == "__main__":
