@@ -7,8 +7,8 @@
 # Each stage is cached: a stage whose `.done` marker exists is skipped, an interrupted one resumes.
 # Outputs go to $DEMO_DIR (default ~/.cache/sb3_pvdr/demo, where zoo_configs/pvdr.yml looks for the models).
 #
-# Sizes (override by environment variables): 32 minutes on an idle 2-core CPU (record 1 min, tokenizer 5,
-# pre-training 18, PVDR 7; measured 2026-11-25).
+# Sizes (override by environment variables): 32-45 minutes on an idle 2-core CPU (record 1 min, tokenizer 5-7,
+# pre-training 18-27, PVDR 7-9; measured 2026-11-25 and 2026-11-29 on two machines of different speed).
 #   DEMO_EPISODES=40 DEMO_TOKENIZER_STEPS=500 DEMO_PRETRAIN_STEPS=600 DEMO_RL_STEPS=2000 bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
