@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
+from pretrain_throughput import matmul_flops_per_s  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from sb3_pvdr.common.errors import cli_entry  # noqa: E402
@@ -108,17 +109,6 @@ def steps_per_second(model, env, steps: int, warmup: int) -> float:
         action, _ = model.predict(obs, deterministic=True)
         obs, _, _, _ = env.step(action)
     return steps / (time.perf_counter() - start)
-
-
-def matmul_flops_per_second(size: int = 512, reps: int = 30) -> float:
-    """This machine's fp32 matmul FLOP/s (square ``size`` matrices, current torch threads)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return reps * 2 * size**3 / (time.perf_counter() - start)
 
 
 def count_flops(fn) -> float:
@@ -198,16 +188,17 @@ def main() -> None:
     print(f"  {label:<35s}{pvdr_sps:8.1f}   ratio {pvdr_sps / ppo_sps:.2f}x (target >= 0.5x)")
 
     # ------------------------------------------------------------------ compute floor
-    peak = matmul_flops_per_second()
+    peak = matmul_flops_per_s(512, torch.float32, torch.device("cpu"), min_time=0.3)
     t_env = raw_env_step_seconds(make, args.steps, args.seed)
     ppo_obs, _ = ppo.policy.obs_to_tensor(ppo_env.reset())
-    pvdr_obs, _ = pvdr.policy.obs_to_tensor(pvdr_env.reset())
+    pvdr_first = pvdr_env.reset()  # one reset (it plans) for the aligner's input and the planning context
+    pvdr_obs, _ = pvdr.policy.obs_to_tensor(pvdr_first)
     probe_env = make()
     first = probe_env.reset(seed=args.seed)[0]
     new_frame = first["observation"][None]
     planner = Planner(tokenizer, dynamics, args.plan_metric)
     goal_target = planner.frame_target(torch.from_numpy(first["desired_goal"])[None])[0]
-    context = torch.as_tensor(pvdr_env.reset()["context_tokens"][0])
+    context = torch.as_tensor(pvdr_first["context_tokens"][0])
     plan_flops = count_flops(lambda: planner.plan(context, goal_target, args.n_candidates))
     ppo_flops = count_flops(lambda: ppo.policy(ppo_obs, deterministic=True))
     pvdr_flops = {
@@ -235,8 +226,7 @@ def main() -> None:
         print(f"  {'PVDR':<35s}{pvdr_fps:8.1f}   ratio {pvdr_fps / ppo_fps:.2f}x")
 
     # ------------------------------------------------------------------ ms per planning call
-    obs = first
-    context = tokenizer.encode(np.repeat(obs["observation"][None], dynamics.config.m, axis=0))
+    context = tokenizer.encode(np.repeat(first["observation"][None], dynamics.config.m, axis=0))
     generator = torch.Generator().manual_seed(args.seed)
     print(f"ms per planning call (m={dynamics.config.m}, l={dynamics.config.l}, grid {dynamics.grid_size}, mean of {args.calls} calls):")
     print(f"  {'N':>4s} {'codes':>10s} {'pixels':>10s}")
@@ -244,7 +234,7 @@ def main() -> None:
         row = []
         for metric in ("codes", "pixels"):
             planner = Planner(tokenizer, dynamics, metric)
-            goal = planner.frame_target(torch.from_numpy(obs["desired_goal"])[None])[0]
+            goal = planner.frame_target(torch.from_numpy(first["desired_goal"])[None])[0]
             planner.plan(context, goal, n, generator)  # warm-up
             start = time.perf_counter()
             for _ in range(args.calls):
