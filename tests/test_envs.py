@@ -66,13 +66,27 @@ def test_aliases_resolve_to_v3(name):
     assert spec.metaworld_name == "reach-v3" and spec.paper_name == "reach-v2" and spec.task_set == 1
 
 
-@pytest.mark.parametrize("name", ["rech-v2", "reach-v4", "reach-wall-v2", "", "REACH"])
+@pytest.mark.parametrize("name", ["rech-v2", "reach-v4", "door-opn-v2", "", "REACH"])
 def test_unknown_task_is_one_line_error_listing_names(name):
     with pytest.raises(ConfigError) as exc:
         make_metaworld_env(name)
     message = str(exc.value)
     assert "\n" not in message
     assert repr(name) in message and "reach-v2" in message and "drawer-open-v2" in message
+    assert "door-open-v2" in message  # tasks outside the paper are listed under their v2 names too
+
+
+def test_every_task_has_a_v2_alias():
+    from sb3_pvdr.envs import registered_ids, valid_task_names
+
+    names = set(valid_task_names())
+    for task in METAWORLD_TASKS:
+        assert {task, f"{task}-v2", f"{task}-v3"} <= names
+        assert resolve_task(f"{task}-v2") == resolve_task(f"{task}-v3") == resolve_task(task)
+        assert f"{task}-v2" in registered_ids() and f"{task}-v3" in registered_ids()
+    spec = resolve_task("door-open-v2")
+    assert (spec.metaworld_name, spec.paper_name, spec.task_set) == ("door-open-v3", "door-open-v2", None)
+    assert resolve_task("pick-place-v2").metaworld_name == "pick-place-v3"
 
 
 @pytest.mark.parametrize("size", [0, -64, 8, 30, 63, 1024, 64.0, "64", True])
@@ -231,7 +245,7 @@ def test_gym_make_ids_and_kwargs(cache_dir):
 
     for env_id in ("reach-v2", "reach-v3", "drawer-open-v2", "plate-slide-side-v3", "assembly-v3"):
         assert env_id in gym.registry
-    assert "assembly-v2" not in gym.registry  # v2 aliases only for the paper's tasks
+    assert all(f"{t}-v2" in gym.registry and f"{t}-v3" in gym.registry for t in METAWORLD_TASKS)
     env = gym.make("reach-v2", image_size=SIZE, variant=9, goal_cache_dir=cache_dir)
     try:
         assert isinstance(env.unwrapped, ImageGoalMetaWorldEnv)
@@ -245,6 +259,13 @@ def test_gym_make_ids_and_kwargs(cache_dir):
     env = gym.make("sb3_pvdr.envs:drawer-open-v2", image_size=SIZE, variant=9, goal_cache_dir=cache_dir)
     try:
         assert env.unwrapped.task_name == "drawer-open-v3" and env.unwrapped.camera == "corner"
+    finally:
+        env.close()
+    # a v2 name outside the paper's 12 tasks: gym.make calls make_metaworld_env("door-open-v2", ...)
+    # (built only, not reset: no goal rollout)
+    env = gym.make("door-open-v2", image_size=16, goal_cache_dir=cache_dir)
+    try:
+        assert env.spec.id == "door-open-v2" and env.unwrapped.task_name == "door-open-v3"
     finally:
         env.close()
 

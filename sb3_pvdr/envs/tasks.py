@@ -1,8 +1,8 @@
 """Task table: the paper's 12 Meta-World tasks, their Table-3 task sets, default cameras and name aliases.
 
-Metaworld 3.x only ships ``*-v3`` tasks; the paper (ECCV 2024) used the ``*-v2`` names. We accept the
-v3 name, the paper's v2 name as an alias of it, and the bare name: ``reach-v3``, ``reach-v2`` and
-``reach`` are the same task. The list of metaworld task names is kept here (and checked against
+Metaworld 3.x only ships ``*-v3`` tasks; the paper (ECCV 2024) and older code used the ``*-v2`` names.
+For every task we accept the v3 name, the v2 name as an alias of it, and the bare name: ``reach-v3``,
+``reach-v2`` and ``reach`` are the same task (so are ``door-open-v3``, ``door-open-v2``, ``door-open``). The list of metaworld task names is kept here (and checked against
 ``metaworld.env_dict`` by the tests) so that ``import sb3_pvdr.envs`` stays cheap: metaworld and
 MuJoCo are only imported when an environment is built.
 """
@@ -97,7 +97,7 @@ class TaskSpec:
 def valid_task_names() -> list[str]:
     """All accepted task names: ``<task>-v3`` for every metaworld task, plus ``-v2`` and bare aliases."""
     names = [f"{t}-v3" for t in METAWORLD_TASKS]
-    names += [f"{t}-v2" for t in PAPER_TASKS]
+    names += [f"{t}-v2" for t in METAWORLD_TASKS]
     names += list(METAWORLD_TASKS)
     return names
 
@@ -114,13 +114,13 @@ def resolve_task(task: str) -> TaskSpec:
     match = re.fullmatch(r"(?P<base>[a-z\-]+?)(?:-v(?P<version>[23]))?", task.strip())
     base = match.group("base") if match else None
     version = match.group("version") if match else None
-    # v2 names exist only for the paper's tasks (metaworld 3 dropped v2; we alias what the paper used).
-    if base not in METAWORLD_TASKS or (version == "2" and base not in TASK_SETS):
+    # metaworld 3 dropped v2: every v2 name is an alias of the task's v3 env.
+    if base not in METAWORLD_TASKS:
         paper = ", ".join(f"{t}-v2" for t in PAPER_TASKS)
         raise ConfigError(
-            f"unknown Meta-World task {task!r}; the paper's tasks are: {paper} "
-            f"(also accepted as '<task>-v3' or bare '<task>'); other metaworld tasks: "
-            f"{', '.join(f'{t}-v3' for t in METAWORLD_TASKS if t not in TASK_SETS)}"
+            f"unknown Meta-World task {task!r}; the paper's tasks are: {paper}; other metaworld tasks: "
+            f"{', '.join(f'{t}-v2' for t in METAWORLD_TASKS if t not in TASK_SETS)} "
+            f"(each also accepted as '<task>-v3' or bare '<task>')"
         )
     assert base is not None
     return TaskSpec(name=base, camera=TASK_CAMERAS.get(base, DEFAULT_CAMERA), task_set=TASK_SETS.get(base))
