@@ -93,14 +93,18 @@ def register_algorithms(include_pvdr: bool = True) -> dict[str, type[BaseAlgorit
     """
     Add our algorithms to rl-zoo's ``ALGOS`` table (call before rl-zoo builds its parser).
 
-    ``ppo`` is SB3's PPO (the paper's baseline); ``pvdr`` is added when ``sb3_pvdr.pvdr`` defines
+    ``ppo`` is SB3's PPO (pixel baseline), ``ppo_tokens`` the paper's own PPO baseline (PVDR's transformer
+    over tokens of the current frames and the goal, :class:`sb3_pvdr.ppo_tokens.TokenPPO`); ``pvdr`` is
+    added when ``sb3_pvdr.pvdr`` defines
     ``PVDR``. An error while importing an existing ``sb3_pvdr.pvdr`` is not hidden.
 
     :param include_pvdr: import ``sb3_pvdr.pvdr`` (``train.py`` skips it, and its import time,
         unless ``--algo pvdr`` is asked for)
     :return: the algorithms this call registered, name -> class
     """
-    ours: dict[str, type[BaseAlgorithm]] = {"ppo": PPO}
+    from sb3_pvdr.ppo_tokens import TokenPPO
+
+    ours: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "ppo_tokens": TokenPPO}
     if include_pvdr and importlib.util.find_spec("sb3_pvdr.pvdr") is not None:
         pvdr = getattr(importlib.import_module("sb3_pvdr.pvdr"), "PVDR", None)
         if pvdr is not None:
@@ -417,7 +421,29 @@ class ZooExperimentManager(ExperimentManager):
     def learn(self, model: BaseAlgorithm) -> None:
         if self.callbacks:
             self.callbacks = [OnceCallbackList(self.callbacks)]
-        super().learn(model)
+        if not self.trained_agent:
+            super().learn(model)
+            return
+        # ``-i CHECKPOINT.zip`` continues a run: the step counter goes on from the checkpoint's and
+        # ``n_timesteps`` is the run's total budget (rl-zoo would start again from 0 and add n_timesteps).
+        remaining = self.n_timesteps - model.num_timesteps
+        print(f"Continuing from {model.num_timesteps} steps to {self.n_timesteps}")
+        try:
+            if remaining > 0:
+                kwargs: dict[str, Any] = {"callback": self.callbacks} if self.callbacks else {}
+                if self.log_interval > -1:
+                    kwargs["log_interval"] = self.log_interval
+                model.learn(remaining, reset_num_timesteps=False, **kwargs)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if self.callbacks:
+                self.callbacks[0].on_training_end()
+            try:
+                assert model.env is not None
+                model.env.close()
+            except EOFError:
+                pass
 
     def _maybe_normalize(self, env: VecEnv, eval_env: bool) -> VecEnv:
         spaces = getattr(env.observation_space, "spaces", {"obs": env.observation_space})

@@ -44,6 +44,10 @@ class DynamicsConfig:
     :param dropout: dropout in attention and feed-forward layers
     :param token_dim: width of the token embedding table; ``None`` means ``dim``. When it differs
         from ``dim`` (paper: 1024 vs 512) the table is followed by a linear projection to ``dim``.
+    :param input_corruption: in training only, the share of teacher-forced future tokens (the decoder's
+        inputs y_<j, never its targets) replaced by random codes. Under plain teacher forcing the decoder
+        sees the true earlier future frames and barely needs z, then pays for it when it generates
+        (exposure bias); corrupted inputs make z the reliable source of the future. 0 is the paper's recipe.
     """
 
     codebook_size: int = 256
@@ -60,6 +64,7 @@ class DynamicsConfig:
     window: tuple[int, int] = (4, 4)
     dropout: float = 0.0
     token_dim: Optional[int] = None
+    input_corruption: float = 0.0
 
     def __post_init__(self) -> None:
         for name in _TUPLE_FIELDS:
@@ -84,6 +89,8 @@ class DynamicsConfig:
             raise ConfigError(f"DynamicsConfig.dim={self.dim} must be divisible by heads={self.heads}")
         if self.grid[0] % self.window[0] or self.grid[1] % self.window[1]:
             raise ConfigError(f"DynamicsConfig.window={self.window} must divide grid={self.grid}; pick e.g. (2, 2) or (4, 4)")
+        if not 0.0 <= float(self.input_corruption) < 1.0:
+            raise ConfigError(f"DynamicsConfig.input_corruption must be in [0, 1), got {self.input_corruption!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"DynamicsConfig.dropout must be in [0, 1), got {self.dropout!r}")
 

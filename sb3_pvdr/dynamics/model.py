@@ -287,6 +287,15 @@ class VisualDynamicsModel(nn.Module):
         return tokens
 
     # ------------------------------------------------------------------ loss
+    def corrupt_inputs(self, y: Tensor) -> Tensor:
+        """Teacher-forced inputs with a share ``config.input_corruption`` of tokens replaced by random codes
+        (training mode only; the loss still targets the clean ``y``). :param y: ``(B, l, h, w)``"""
+        p = float(self.config.input_corruption)
+        if not self.training or p <= 0.0:
+            return y
+        noise = torch.randint_like(y, self.config.codebook_size)
+        return torch.where(torch.rand(y.shape, device=y.device) < p, noise, y)
+
     def loss(self, x: Tensor, y: Tensor, lambda_1: float = 1e-3) -> tuple[Tensor, LossBreakdown]:
         """Pre-training loss L_pre of eq. (1): reconstruction + lambda_1 * bottleneck KL + prior KL.
 
@@ -300,7 +309,7 @@ class VisualDynamicsModel(nn.Module):
         y = self._check_tokens(y, self.config.l, "y")
         q = self.posterior(x, y)
         p = self.prior(x)
-        logits = self.decoder(x, y, q.sample()).float()
+        logits = self.decoder(x, self.corrupt_inputs(y), q.sample()).float()
         # reconstruction: -log D(y | x, z ~ E(x, y)), mean over the l*h*w future tokens
         recon = F.cross_entropy(rearrange(logits, "b t h w k -> (b t h w) k"), rearrange(y, "b t h w -> (b t h w)"))
         n_tokens = y[0].numel()

@@ -1,0 +1,114 @@
+"""``python -m sb3_pvdr.experiments {run,plot,status} EXPERIMENT.yml``: multi-seed learning curves.
+
+    python -m sb3_pvdr.experiments run experiments/reach.yml            # all runs, --jobs = cores, resumable
+    python -m sb3_pvdr.experiments run experiments/reach.yml --only ppo  # one label (or label/env, label/env/seed)
+    python -m sb3_pvdr.experiments run experiments/reach.yml --print-commands   # one command per run, for a scheduler
+    python -m sb3_pvdr.experiments plot experiments/reach.yml           # curves.csv, curves.png, curves_wall.png, table.md
+    python -m sb3_pvdr.experiments status experiments/reach.yml
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from sb3_pvdr.common.errors import cli_entry
+from sb3_pvdr.experiments.results import (
+    collect_curves,
+    machine_info,
+    read_curves_csv,
+    success_table,
+    write_curves_csv,
+    write_json_atomic,
+)
+from sb3_pvdr.experiments.runner import ExperimentRunner, print_commands
+from sb3_pvdr.experiments.spec import ExperimentSpec, load_experiment
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m sb3_pvdr.experiments", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("run", "run (or continue) the experiment's runs"), ("plot", "write curves and the success table"),
+                       ("status", "one line per run: steps, last evaluation")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("experiment", help="experiment file (yaml), e.g. experiments/reach.yml")
+        p.add_argument("--results", default="results", help="results root: runs and curves go to RESULTS/<name>/ (default results)")
+        p.add_argument("--only", nargs="+", default=None, help="runs whose label/env/seed starts with one of these")
+        if name == "run":
+            p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs at once (default: the core count)")
+            p.add_argument("--print-commands", action="store_true", help="print one command per run instead of running")
+            p.add_argument("--status-every", type=float, default=60.0, help="seconds between progress blocks")
+            p.add_argument("--no-plot", action="store_true", help="do not write curves/table when the runs end")
+    return parser.parse_args(argv)
+
+
+def finished_elsewhere(spec: ExperimentSpec, results_dir: Path) -> set[str]:
+    """Runs whose committed ``curves.csv`` rows reach their budget (their run folders may be on another machine)."""
+    path = results_dir / "curves.csv"
+    if not path.is_file():
+        return set()
+    rows = read_curves_csv(path)
+    done = set()
+    for run in spec.runs:
+        steps = [r["timesteps"] for r in rows if (r["label"], r["env"], r["seed"]) == (run.label, run.env, run.seed)]
+        if steps and max(steps) >= run.n_timesteps:
+            done.add(run.key)
+    return done
+
+
+def write_results(spec: ExperimentSpec, results_dir: Path) -> str:
+    """curves.csv (runs here merged with committed rows of runs not here), curves.png, curves_wall.png, table.md,
+    meta.json. :return: the markdown table"""
+    from sb3_pvdr.experiments.plots import plot_curves
+
+    results_dir.mkdir(parents=True, exist_ok=True)
+    rows = collect_curves(spec, results_dir / "runs")
+    present = {(r["label"], r["env"], r["seed"]) for r in rows}
+    old_path = results_dir / "curves.csv"
+    if old_path.is_file():  # keep what arrived from runs whose folders are elsewhere
+        rows += [r for r in read_curves_csv(old_path) if (r["label"], r["env"], r["seed"]) not in present
+                 and any((r["label"], r["env"], r["seed"]) == (run.label, run.env, run.seed) for run in spec.runs)]
+    order = {run.key: i for i, run in enumerate(spec.runs)}
+    rows.sort(key=lambda r: (order.get(f"{r['label']}/{r['env']}/{r['seed']}", 1 << 30), r["timesteps"]))
+    write_curves_csv(rows, old_path)
+    title = f"{spec.name}: success rate, mean and std over seeds"
+    plot_curves(rows, results_dir / "curves.png", "timesteps", title)
+    plot_curves(rows, results_dir / "curves_wall.png", "wall_time_s", title + " (wall-clock)")
+    table = success_table(spec, rows)
+    (results_dir / "table.md").write_text(table)
+    (results_dir / "experiment.yml").write_text(spec.source)
+    write_json_atomic(results_dir / "meta.json", {"experiment": spec.name, "machine": machine_info(),
+                                                  "columns": list(rows[0]) if rows else []})
+    return table
+
+
+@cli_entry
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    spec = load_experiment(args.experiment)
+    runs = spec.select(args.only)
+    results_dir = Path(args.results) / spec.name
+    if args.command == "run" and args.print_commands:
+        print("\n".join(print_commands(spec, Path(args.experiment), runs, Path(args.results))))
+        return 0
+    runner = ExperimentRunner(spec, results_dir, jobs=getattr(args, "jobs", 1),
+                              status_every=getattr(args, "status_every", 60.0),
+                              finished=finished_elsewhere(spec, results_dir))
+    if args.command == "status":
+        runner.print_status(runs, {})
+        return 0
+    if args.command == "plot":
+        print(write_results(spec, results_dir), end="")
+        print(f"wrote {results_dir}/curves.csv, curves.png, curves_wall.png, table.md, meta.json")
+        return 0
+    failed = runner.run(runs)
+    if not args.no_plot:
+        print(write_results(spec, results_dir), end="")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

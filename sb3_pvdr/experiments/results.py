@@ -1,0 +1,229 @@
+"""Reading what runs have written (rl-zoo's layout), merged over resumed segments: curves, tables, machine info.
+
+A run's folder ``runs/<label>/<env>/seed<k>/`` is ``train.py``'s ``-f`` log folder. Every launch of the run
+(the first, and one per resume) is a *segment*: rl-zoo's ``<algo>/<env>_<i>/`` folder, listed with the step it
+started from in ``segments.json``. Evaluations (``evaluations.npz``) of a segment count up to the start of the
+next one; wall-clock time comes from the segments' ``*.monitor.csv`` (seconds since the segment started,
+per finished episode), so ``wall_time_s`` adds up the time of the segments a curve point went through.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from sb3_pvdr.experiments.spec import ExperimentSpec, RunSpec
+
+CURVE_COLUMNS = ("label", "algo", "env", "seed", "timesteps", "success_rate", "mean_reward", "wall_time_s")
+SEGMENTS_FILE = "segments.json"
+DONE_FILE = "done.json"
+CHECKPOINT_RE = re.compile(r"rl_model_(\d+)_steps\.zip$")
+
+
+@dataclass
+class CurvePoint:
+    """One evaluation of one run."""
+
+    timesteps: int
+    success_rate: float
+    mean_reward: float
+    wall_time_s: float
+
+
+def read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as json through a temporary file and a rename (never a half-written file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def segments(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's launches in order: ``[{"folder": "<algo>/<env>_<i>", "start": step}, ...]``."""
+    return read_json(run_dir / SEGMENTS_FILE, [])
+
+
+def latest_checkpoint(run_dir: Path, evaluated: bool = False) -> tuple[int, Optional[Path]]:
+    """``(steps, path)`` of the newest ``rl_model_<steps>_steps.zip`` of any segment (``(0, None)``: none).
+
+    :param evaluated: only checkpoints whose step has its evaluation in the curve (a run killed between saving a
+        checkpoint and evaluating at that step resumes one interval earlier, so that no curve point is missing)
+    """
+    limit = max((p.timesteps for p in read_curve(run_dir)), default=0) if evaluated else None
+    best: tuple[int, Optional[Path]] = (0, None)
+    for seg in segments(run_dir):
+        for path in (run_dir / seg["folder"]).glob("rl_model_*_steps.zip"):
+            match = CHECKPOINT_RE.search(path.name)
+            steps = int(match.group(1)) if match else 0
+            if match and steps > best[0] and (limit is None or steps <= limit):
+                best = (steps, path)
+    return best
+
+
+def _episode_clock(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(env steps done, seconds since the segment started) after each finished training episode, all envs merged."""
+    rows = []
+    for path in folder.glob("*.monitor.csv"):
+        with path.open() as f:
+            f.readline()  # '#{"t_start": ..., "env_id": ...}'
+            rows += [(float(r["t"]), int(r["l"])) for r in csv.DictReader(f)]
+    if not rows:
+        return np.zeros(1), np.zeros(1)
+    rows.sort()
+    times = np.array([0.0] + [t for t, _ in rows])
+    steps = np.cumsum([0] + [n for _, n in rows])
+    return steps, times
+
+
+def steps_done(run_dir: Path) -> int:
+    """Env steps of the run so far: start of the last segment + its finished episodes."""
+    segs = segments(run_dir)
+    if not segs:
+        return 0
+    steps, _ = _episode_clock(run_dir / segs[-1]["folder"])
+    return int(segs[-1]["start"] + steps[-1])
+
+
+def read_curve(run_dir: Path) -> list[CurvePoint]:
+    """Evaluations of a run, segments merged: a segment's evaluations count until the next segment's start, and
+    its wall-clock continues from where the previous segment was at that step."""
+    segs = segments(run_dir)
+    points: list[CurvePoint] = []
+    offset = 0.0  # wall-clock seconds at the current segment's start
+    clock: Optional[tuple[int, np.ndarray, np.ndarray]] = None  # previous segment: start, steps, times
+    for i, seg in enumerate(segs):
+        start = int(seg["start"])
+        end = int(segs[i + 1]["start"]) if i + 1 < len(segs) else None
+        points = [p for p in points if p.timesteps <= start]
+        if start == 0:
+            offset = 0.0
+        elif clock is not None:
+            offset += float(np.interp(start - clock[0], clock[1], clock[2]))
+        folder = run_dir / seg["folder"]
+        steps, times = _episode_clock(folder)
+        clock = (start, steps, times)
+        path = folder / "evaluations.npz"
+        if not path.is_file():
+            continue
+        with np.load(path) as data:
+            timesteps, results = data["timesteps"], data["results"]
+            successes = data["successes"] if "successes" in data.files and len(data["successes"]) else None
+        for j, t in enumerate(timesteps):
+            if end is not None and t > end:
+                break
+            success = float(np.mean(successes[j])) if successes is not None and j < len(successes) else float("nan")
+            wall = offset + float(np.interp(t - start, steps, times))
+            points.append(CurvePoint(int(t), success, float(np.mean(results[j])), wall))
+    return points
+
+
+def collect_curves(spec: ExperimentSpec, runs_dir: Path) -> list[dict[str, Any]]:
+    """One row per evaluation of every run that has evaluated (``CURVE_COLUMNS``)."""
+    rows = []
+    for run in spec.runs:
+        for p in read_curve(runs_dir / run.relpath):
+            rows.append(
+                {"label": run.label, "algo": run.algo, "env": run.env, "seed": run.seed, "timesteps": p.timesteps,
+                 "success_rate": round(p.success_rate, 4), "mean_reward": round(p.mean_reward, 4),
+                 "wall_time_s": round(p.wall_time_s, 1)}
+            )
+    return rows
+
+
+def write_curves_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CURVE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def read_curves_csv(path: Path) -> list[dict[str, Any]]:
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["seed"], row["timesteps"] = int(row["seed"]), int(row["timesteps"])
+        for key in ("success_rate", "mean_reward", "wall_time_s"):
+            row[key] = float(row[key])
+    return rows
+
+
+def value_at(points: list[dict[str, Any]], budget: int, key: str = "success_rate") -> Optional[float]:
+    """The last evaluation at or before ``budget`` env steps (``None`` when the run has not reached it)."""
+    reached = [p for p in points if p["timesteps"] <= budget]
+    if not reached or max(p["timesteps"] for p in points) < budget:
+        return None
+    return max(reached, key=lambda p: p["timesteps"])[key]
+
+
+def success_table(spec: ExperimentSpec, rows: list[dict[str, Any]]) -> str:
+    """Markdown table: success rate (%) mean +- std over seeds at each budget, and wall-clock per 10k env steps."""
+    header = ["env", "label", *[f"{b // 1000}k" if b % 1000 == 0 else str(b) for b in spec.budgets], "s / 10k steps"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for env in spec.envs:
+        for label in spec.labels:
+            seeds = sorted({r.seed for r in spec.runs if r.label == label and r.env == env})
+            if not seeds:
+                continue
+            cells = [env, label]
+            for budget in spec.budgets:
+                values = [value_at([r for r in rows if r["label"] == label and r["env"] == env and r["seed"] == s], budget)
+                          for s in seeds]
+                values = [100 * v for v in values if v is not None]
+                cells.append(f"{np.mean(values):.0f} ± {np.std(values):.0f} (n={len(values)})" if values else "–")
+            speeds = []
+            for s in seeds:
+                pts = [r for r in rows if r["label"] == label and r["env"] == env and r["seed"] == s]
+                if pts and pts[-1]["timesteps"] > 0:
+                    speeds.append(1e4 * pts[-1]["wall_time_s"] / pts[-1]["timesteps"])
+            cells.append(f"{np.mean(speeds):.0f}" if speeds else "–")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, instruction-set flags that matter for speed, cores, torch version, git commit."""
+    info: dict[str, Any] = {"platform": platform.platform(), "cores": os.cpu_count()}
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
+        flags = re.search(r"flags\s*:\s*(.*)", cpuinfo)
+        info["cpu"] = model.group(1).strip() if model else platform.processor()
+        wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma")
+        info["cpu_flags"] = [f for f in wanted if flags and f in flags.group(1).split()]
+    except OSError:
+        info["cpu"] = platform.processor()
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        pass
+    try:
+        root = Path(__file__).resolve().parents[2]
+        info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                            check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        info["git_commit"] = None
+    return info
+
+
+__all__ = ["CURVE_COLUMNS", "CurvePoint", "collect_curves", "latest_checkpoint", "machine_info", "read_curve",
+           "read_curves_csv", "segments", "steps_done", "success_table", "value_at", "write_curves_csv",
+           "write_json_atomic"]

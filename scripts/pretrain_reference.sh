@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Re-create the shipped reference models (`metaworld-64`: tokenizer + visual dynamics model) from nothing.
+# Resumable: each stage leaves a `.done` marker and is skipped when re-run; an interrupted tokenizer or
+# pre-training run continues from its last checkpoint (re-issue the same command).
+#
+#   bash scripts/pretrain_reference.sh            # outputs under $REF_DIR (default ~/.cache/sb3_pvdr/reference)
+#
+# Data: in-domain action-free videos of the paper's 12 Meta-World tasks (scripted policies + Gaussian noise
+# 0.5, full 100-step episodes, random variants), a held-out set recorded with another seed.
+# Sizes (environment variables): REF_EPISODES=30 per task, REF_TOKENIZER_STEPS=1500, REF_PRETRAIN_STEPS=3000,
+# REF_THREADS=1 (torch threads of each stage), REF_NPROC=1 (pre-training processes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MUJOCO_GL="${MUJOCO_GL:-egl}"
+
+REF_DIR="${REF_DIR:-$HOME/.cache/sb3_pvdr/reference}"
+EPISODES="${REF_EPISODES:-30}"
+VAL_EPISODES="${REF_VAL_EPISODES:-4}"
+EPISODE_STEPS="${REF_EPISODE_STEPS:-100}"
+NOISE="${REF_NOISE:-0.5}"
+TOKENIZER_STEPS="${REF_TOKENIZER_STEPS:-1500}"
+PRETRAIN_STEPS="${REF_PRETRAIN_STEPS:-3000}"
+THREADS="${REF_THREADS:-1}"
+NPROC="${REF_NPROC:-1}"
+mkdir -p "$REF_DIR"
+
+stage() {  # stage NAME COMMAND...: run COMMAND unless NAME is done, then mark it done
+    local name="$1"; shift
+    if [ -f "$REF_DIR/.$name.done" ]; then
+        echo "== $name: cached ($REF_DIR/.$name.done), skipped"
+        return
+    fi
+    echo "== $name: $*"
+    local start=$SECONDS
+    "$@"
+    echo "== $name: done in $((SECONDS - start)) s"
+    touch "$REF_DIR/.$name.done"
+}
+
+resume_flag() { [ -f "$1/last.pt" ] && echo "--resume" || true; }
+
+stage record python -m sb3_pvdr.video.record --episodes "$EPISODES" --noise "$NOISE" \
+    --max-steps "$EPISODE_STEPS" --full-episodes --out "$REF_DIR/videos" --no-progress
+stage record_val python -m sb3_pvdr.video.record --episodes "$VAL_EPISODES" --noise "$NOISE" --seed 1000 \
+    --max-steps "$EPISODE_STEPS" --full-episodes --out "$REF_DIR/videos_val" --no-progress
+
+stage tokenizer python -m sb3_pvdr.tokenizer.train --data "$REF_DIR/videos" --val-data "$REF_DIR/videos_val" \
+    --out "$REF_DIR/tokenizer" --config cpu --steps "$TOKENIZER_STEPS" --threads "$THREADS" --no-progress \
+    $(resume_flag "$REF_DIR/tokenizer")
+
+stage tokenize python -m sb3_pvdr.tokenizer.tokenize --tokenizer "$REF_DIR/tokenizer/tokenizer.pt" \
+    --data "$REF_DIR/videos" --out "$REF_DIR/tokens" --overwrite --threads "$THREADS" --no-progress
+stage tokenize_val python -m sb3_pvdr.tokenizer.tokenize --tokenizer "$REF_DIR/tokenizer/tokenizer.pt" \
+    --data "$REF_DIR/videos_val" --out "$REF_DIR/tokens_val" --overwrite --threads "$THREADS" --no-progress
+
+stage pretrain torchrun --standalone --nproc_per_node "$NPROC" -m sb3_pvdr.pretrain \
+    --data "$REF_DIR/tokens" --val-data "$REF_DIR/tokens_val" --tokenizer "$REF_DIR/tokenizer/tokenizer.pt" \
+    --out "$REF_DIR/pretrain" --config configs/pretrain_reference.yml --steps "$PRETRAIN_STEPS" \
+    --threads "$THREADS" --no-progress $(resume_flag "$REF_DIR/pretrain")
+
+echo "== reference models under $REF_DIR: tokenizer/tokenizer.pt, pretrain/dynamics.pt"
+echo "   ship them: python -m sb3_pvdr.pretrained add metaworld-64 --tokenizer $REF_DIR/tokenizer/tokenizer.pt --dynamics $REF_DIR/pretrain/dynamics.pt"
