@@ -10,6 +10,8 @@ Writes into ``OUT``: ``last.pt`` (kind ``"pretrain_state"``: model, optimizer, s
 ``--resume`` continues from it), ``dynamics.pt`` (kind ``"visual_dynamics"``, what users load),
 ``config.yml`` / ``args.yml`` / ``command.txt`` (rl-zoo convention) and tensorboard logs under ``OUT/tb``
 (every loss term, token accuracy, and an image grid context | true future | predicted futures).
+Every input (config, tokenizer, ``--data``/``--val-data`` against the tokenizer, clip counts) is checked
+before anything is written: a refused run leaves ``OUT`` as it was.
 
 Under ``torchrun`` the model is wrapped in ``DistributedDataParallel`` (gloo on CPU, nccl on GPU), every
 process reads its own shard through a ``DistributedSampler``, and only rank 0 logs and saves.
@@ -128,7 +130,19 @@ class PretrainConfig:
         merged = {**asdict(base), **data}
         merged["betas"] = tuple(merged["betas"])
         merged["model"] = dict(merged["model"] or {})
-        return cls(**merged)
+        cfg = cls(**merged)
+        cfg.check_ranges()
+        return cfg
+
+    def check_ranges(self) -> None:
+        """:raises ConfigError: a count or rate out of its range (e.g. ``batch_size: 0`` in a yaml file)."""
+        positive = ("steps", "batch_size", "log_every", "save_every", "val_batches", "lr")
+        non_negative = ("warmup_steps", "num_workers", "image_every", "val_every", "grad_clip", "weight_decay", "lambda_1")
+        for key in positive + non_negative:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 if key in positive else value >= 0):
+                raise ConfigError(f"pre-training config: {key} must be a {'positive' if key in positive else 'non-negative'} "
+                                  f"number, got {value!r}")
 
     @classmethod
     def load(cls, spec: str) -> PretrainConfig:
@@ -187,34 +201,70 @@ def check_tokens_match(folder: Path, tokenizer: Any) -> None:
         )
 
 
-def resolve_token_folder(data: Union[str, Path], tokenizer_path: Union[str, Path], cache_dir: Path, is_main: bool) -> Path:
-    """Return a token folder for ``data``: itself if it already is one, else ``cache_dir`` filled once by
-    tokenizing the videos in ``data`` (rank 0 tokenizes, the other ranks wait at a barrier).
+@dataclass(frozen=True)
+class DataSource:
+    """A checked ``--data`` / ``--val-data``: the token folder to read (``tokenize``: to fill first from the
+    videos in ``path``) and its number of ``m + l`` clips."""
 
-    :raises DataError: the path does not exist or holds neither tokens nor videos
+    path: Path
+    folder: Path
+    tokenize: bool
+    num_clips: int
+
+
+def check_data_source(data: Union[str, Path], tokenizer: Any, cache_dir: Path, m: int, l: int,  # noqa: E741
+                      flag: str = "--data") -> DataSource:
+    """Check ``data`` without writing anything: a token folder of ``tokenizer``'s codebook and grid (or the
+    ``cache_dir`` an earlier run tokenized it into), or videos long enough for ``m + l`` frame clips.
+
+    :raises DataError: the path does not exist, holds neither tokens nor videos, tokens of another
+        tokenizer, a bad video file, or no episode of ``m + l`` frames
     """
+    from sb3_pvdr.video import TokenClipDataset, VideoClipDataset, find_video_files
+
     data = Path(data)
     if not data.exists():
-        raise DataError(f"--data {data} does not exist: give a token folder or a folder of videos")
-    if data.is_dir() and is_token_folder(data):
-        return data
-    if is_token_folder(cache_dir):
-        return cache_dir  # tokenized by an earlier run (or by rank 0 of this one)
-    from sb3_pvdr.video import find_video_files
-
+        raise DataError(f"{flag} {data} does not exist: give a token folder or a folder of videos")
+    # the folder itself, else the tokens an earlier run (or rank 0 of this one) cached
+    for folder in (data, cache_dir):
+        if is_token_folder(folder):
+            check_tokens_match(folder, tokenizer)
+            return DataSource(data, folder, False, len(TokenClipDataset(folder, m, l)))
     if not find_video_files(data):
         raise DataError(
-            f"--data {data} holds neither tokens (tokens.npy, episodes.npy, meta.json) nor videos "
+            f"{flag} {data} holds neither tokens (tokens.npy, episodes.npy, meta.json) nor videos "
             "(video files, .npy/.npz, .h5, BAIR .tfrecord)"
         )
-    if is_main:
+    # the index tokenize() reads too (cached in the data folder): bad files fail here, before OUT is touched
+    lengths = [ref.n_frames for ref in VideoClipDataset(data, m=1, l=0, image_size=tokenizer.image_size,
+                                                        cache_episodes=0).episodes]
+    num_clips = sum(max(0, n - (m + l) + 1) for n in lengths)
+    if num_clips == 0:
+        raise DataError(f"{flag} {data}: no episode has the m + l = {m + l} frames a clip needs")
+    return DataSource(data, cache_dir, True, num_clips)
+
+
+def resolve_token_folder(source: DataSource, tokenizer_path: Union[str, Path], is_main: bool) -> Path:
+    """The token folder of a checked ``source``, filled once by tokenizing its videos if needed (rank 0
+    tokenizes, the other ranks wait at a barrier: every rank reaches it, whatever its own check found)."""
+    if is_main and source.tokenize and not is_token_folder(source.folder):
         from sb3_pvdr.tokenizer.tokenize import main as tokenize
 
-        print(f"tokenizing the videos in {data} into {cache_dir} (once; later runs reuse it)", flush=True)
-        tokenize(["--tokenizer", str(tokenizer_path), "--data", str(data), "--out", str(cache_dir), "--no-progress"])
+        print(f"tokenizing the videos in {source.path} into {source.folder} (once; later runs reuse it)", flush=True)
+        tokenize(["--tokenizer", str(tokenizer_path), "--data", str(source.path), "--out", str(source.folder),
+                  "--no-progress"])
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-    return cache_dir
+    return source.folder
+
+
+def check_enough_clips(num_clips: int, batch_size: int, world_size: int = 1) -> None:
+    """At least one batch per process (DistributedSampler drops the remainder: ``num_clips // world_size``)."""
+    if (num_clips // world_size) // batch_size == 0:
+        raise DataError(
+            f"only {num_clips} clips for batch size {batch_size} x {world_size} process(es): "
+            "record more data or lower --batch-size"
+        )
 
 
 class ClipBatches:
@@ -237,11 +287,7 @@ class ClipBatches:
         self.sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
                                           drop_last=True)
         self.batches_per_epoch = len(self.sampler) // batch_size
-        if self.batches_per_epoch == 0:
-            raise DataError(
-                f"only {len(dataset)} clips for batch size {batch_size} x {world_size} process(es): "  # type: ignore[arg-type]
-                "record more data or lower --batch-size"
-            )
+        check_enough_clips(len(dataset), batch_size, world_size)  # type: ignore[arg-type]
 
     def iterate(self, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches from optimizer step ``start_step`` on (so that ``--resume`` sees the same data order)."""
@@ -476,6 +522,7 @@ def pretrain(
     val_data: Optional[Union[str, Path]] = None,
     progress: bool = True,
     info: Optional[DistInfo] = None,
+    run_args: Optional[dict[str, Any]] = None,
 ) -> PretrainResult:
     """Pre-train a ``VisualDynamicsModel`` on token clips with eq. (1) of the paper.
 
@@ -489,6 +536,8 @@ def pretrain(
     :param val_data: held-out token folder (or videos) for validation scalars and image grids
     :param progress: show a tqdm bar on rank 0
     :param info: process-group description (default: from the ``torchrun`` environment)
+    :param run_args: the command-line arguments, written as ``OUT/args.yml`` once every check has passed
+    :raises PVDRError: (ConfigError, DataError, CheckpointError) before anything is written into ``out``
     """
     info = info or init_distributed(device)
     out = Path(out)
@@ -510,20 +559,19 @@ def pretrain(
     seed_everything(cfg.seed)
     model = build_model(cfg, tokenizer, state["model_config"] if state else None)
 
-    from sb3_pvdr.video import TokenClipDataset
-
-    folder = resolve_token_folder(data, tokenizer_path, out / "tokens", info.is_main)
-    check_tokens_match(folder, tokenizer)
+    # Everything is checked before anything is written into OUT (a refused run leaves OUT as it was).
     m, l = model.config.m, model.config.l
-    dataset = TokenClipDataset(folder, m, l)
-    val_set = None
+    source = check_data_source(data, tokenizer, out / "tokens", m, l, "--data")
+    check_enough_clips(source.num_clips, cfg.batch_size, info.world_size)
+    val_source = None
     if val_data is not None:
-        val_folder = resolve_token_folder(val_data, tokenizer_path, out / "val_tokens", info.is_main)
-        check_tokens_match(val_folder, tokenizer)
-        val_set = TokenClipDataset(val_folder, m, l)
+        val_source = check_data_source(val_data, tokenizer, out / "val_tokens", m, l, "--val-data")
 
     model.to(info.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    try:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    except ValueError as exc:  # torch's own check of lr, betas, weight_decay
+        raise ConfigError(f"pre-training config: {exc}") from exc
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.warmup_steps))
     step = 0
     if state is not None:
@@ -531,6 +579,14 @@ def pretrain(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
+
+    from sb3_pvdr.video import TokenClipDataset
+
+    # Writes start here: videos are tokenized into OUT/tokens (OUT/val_tokens) once.
+    dataset = TokenClipDataset(resolve_token_folder(source, tokenizer_path, info.is_main), m, l)
+    val_set = None
+    if val_source is not None:
+        val_set = TokenClipDataset(resolve_token_folder(val_source, tokenizer_path, info.is_main), m, l)
     # Different dropout masks and z samples on each rank; a 1-process --resume restores the exact RNG.
     seed_everything(cfg.seed + 1000 * info.rank + 7919 * step)
     if state is not None and info.is_main:
@@ -544,7 +600,7 @@ def pretrain(
     writer = None
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_run_files(out, cfg, model, info.world_size)
+        write_run_files(out, cfg, model, info.world_size, run_args)
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tb"))
@@ -653,10 +709,14 @@ def evaluate_loss(model: nn.Module, dataset: Dataset, cfg: PretrainConfig, info:
     return sums
 
 
-def write_run_files(out: Path, cfg: PretrainConfig, model: nn.Module, world_size: int = 1) -> None:
-    """``config.yml`` (training + full model config) and ``command.txt`` (rl-zoo's convention)."""
+def write_run_files(out: Path, cfg: PretrainConfig, model: nn.Module, world_size: int = 1,
+                    run_args: Optional[dict[str, Any]] = None) -> None:
+    """``config.yml`` (training + full model config), ``args.yml`` (the command-line arguments, when given)
+    and ``command.txt`` (rl-zoo's convention)."""
     config = {**asdict(cfg), "betas": list(cfg.betas), "model": _plain(asdict(model.config))}
     atomic_write_bytes(out / "config.yml", yaml.safe_dump(config, sort_keys=False).encode())
+    if run_args is not None:
+        atomic_write_bytes(out / "args.yml", yaml.safe_dump(run_args, sort_keys=False).encode())
     launcher = ["torchrun", f"--nproc_per_node={world_size}"] if world_size > 1 else ["python"]
     command = " ".join([*launcher, "-m", "sb3_pvdr.pretrain", *sys.argv[1:]])
     atomic_write_bytes(out / "command.txt", (command + "\n").encode())
@@ -733,12 +793,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     if not Path(args.data).exists():
         raise DataError(f"--data {args.data} does not exist: give a token folder or a folder of videos")
     info = init_distributed(args.device)
-    if info.is_main:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(Path(args.out) / "args.yml", yaml.safe_dump(vars(args), sort_keys=False).encode())
     try:
+        # pretrain() checks everything before it writes OUT (args.yml included)
         result = pretrain(args.data, args.tokenizer, args.out, cfg, resume=args.resume, device=args.device,
-                          val_data=args.val_data, progress=not args.no_progress, info=info)
+                          val_data=args.val_data, progress=not args.no_progress, info=info, run_args=vars(args))
         if info.is_main:
             summary = ", ".join(f"{k}={v:.4g}" for k, v in result.last_metrics.items())
             print(f"done: step {result.step}, {summary}; model in {Path(args.out) / 'dynamics.pt'}", flush=True)

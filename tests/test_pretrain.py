@@ -125,6 +125,44 @@ def test_tokens_from_another_tokenizer_are_refused(setup: dict[str, Path], tmp_p
     with pytest.raises(SystemExit):
         main(cli(setup, "--steps", "1"))
     assert "re-tokenize" in capsys.readouterr().err
+    assert not setup["out"].exists(), "a refused run must not create OUT (args.yml, config.yml...)"
+
+
+def _short_videos(setup: dict[str, Path], tmp_path: Path) -> list[str]:
+    videos = tmp_path / "short_videos"
+    videos.mkdir()
+    np.save(videos / "ep0.npy", np.zeros((3, 16, 16, 3), dtype=np.uint8))  # < m + l = 4 frames
+    return ["--data", str(videos)]
+
+
+def _other_codebook_val(setup: dict[str, Path], tmp_path: Path) -> list[str]:
+    other = write_token_folder(tmp_path / "k32_tokens", [np.zeros((6, *GRID), dtype=np.int64)],
+                               {"codebook_size": 32, "image_size": 16})
+    return ["--val-data", str(other)]
+
+
+@pytest.mark.parametrize("case, message", [
+    (lambda setup, tmp_path: ["--val-data", str(tmp_path / "nowhere")], "--val-data"),
+    (_other_codebook_val, "re-tokenize"),
+    (lambda setup, tmp_path: ["--batch-size", "1000"], "lower --batch-size"),
+    (lambda setup, tmp_path: ["--lr", "-1"], "lr must be a positive number"),
+    (_short_videos, "no episode has the m + l = 4 frames"),
+], ids=["missing-val-data", "val-tokens-of-another-codebook", "too-few-clips", "bad-lr", "too-short-videos"])
+def test_refused_run_writes_nothing(setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture,
+                                    case, message: str) -> None:
+    """Every check runs before OUT is created: no args.yml, config.yml or tokens/ from a refused run."""
+    args = cli(setup, "--steps", "1")
+    extra = case(setup, tmp_path)
+    if extra[0] == "--data":
+        args[1] = extra[1]
+    else:
+        args += extra
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and message in err
+    assert not setup["out"].exists()
 
 
 def test_missing_data_path_cli(setup: dict[str, Path], tmp_path: Path) -> None:

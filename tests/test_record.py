@@ -87,3 +87,12 @@ def test_cli_bad_arguments(tmp_path):
     assert result.stderr.startswith("error: unknown Meta-World task 'nope'") and "Traceback" not in result.stderr
     with pytest.raises(SystemExit):
         main(["--episodes", "0", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("bad", [["--camera", "front"], ["--image-size", "30"], ["--tasks", "door-opn-v2"]])
+def test_refused_run_creates_no_out_folder(tmp_path, capsys, bad):
+    out = tmp_path / "videos"
+    with pytest.raises(SystemExit) as info:
+        main(["--tasks", "reach-v2", "--episodes", "1", "--out", str(out), "--no-progress", *bad])
+    assert info.value.code == 2 and capsys.readouterr().err.startswith("error: ")
+    assert not out.exists()  # not even meta.json

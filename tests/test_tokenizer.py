@@ -291,6 +291,9 @@ def test_cli_bad_inputs_print_one_line_and_exit_2(tmp_path, capsys, tiny_config)
         (train_cli.main, ["--data", str(tmp_path), "--out", str(tmp_path / "o2"), "--config", "nonexistent-profile"], "profile"),
         (train_cli.main, ["--data", str(tmp_path), "--out", str(tmp_path / "o3"), "--resume"], "no training checkpoint"),
     ]
+    episodes = write_episodes(tmp_path / "episodes")
+    cases.append((train_cli.main, ["--data", str(episodes), "--out", str(tmp_path / "o4"), "--config", str(tiny_config),
+                                   "--val-data", str(tmp_path / "missing-val")], "not found"))
     save_checkpoint(tmp_path / "dyn.pt", "visual_dynamics", config={}, state_dict={})
     (tmp_path / "corrupt.pt").write_bytes(b"\x00garbage")
     data = write_episodes(tmp_path / "data")
@@ -305,6 +308,16 @@ def test_cli_bad_inputs_print_one_line_and_exit_2(tmp_path, capsys, tiny_config)
         assert exc.value.code == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err and message in err, err
+    # a refused run writes nothing: no --out folder (args.yml, config.yml, tokens...)
+    assert not [p.name for p in tmp_path.iterdir() if p.name in ("o1", "o2", "o3", "o4", "t")]
+
+
+def test_train_cli_with_fewer_frames_than_the_image_grid(tmp_path, tiny_config):
+    """5 frames (the reconstruction grid shows 8 when there are that many): trains, no traceback."""
+    data = write_episodes(tmp_path / "data", n_episodes=1, length=5)
+    metrics = train_cli.main(["--data", str(data), "--out", str(tmp_path / "run"), "--config", str(tiny_config),
+                              "--steps", "1", "--threads", "1", "--no-progress"])
+    assert metrics["step"] == 1 and (tmp_path / "run" / "tokenizer.pt").is_file()
 
 
 @pytest.mark.slow  # a fresh interpreter importing torch takes ~10-40 s on the shared CPU

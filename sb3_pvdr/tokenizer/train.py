@@ -202,8 +202,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     val_frames: Optional[np.ndarray] = None
     if args.val_data is not None:
         val_frames = load_frames(args.val_data, config.image_size, max_frames=args.val_frames, seed=args.seed + 1)
-    grid_frames = val_frames if val_frames is not None else frames[np.random.default_rng(args.seed).choice(len(frames), 8, replace=False)]
+    grid_frames = val_frames if val_frames is not None else frames[np.random.default_rng(args.seed).choice(len(frames), min(8, len(frames)), replace=False)]
 
+    # every input is checked above: a refused run leaves --out as it was
     out.mkdir(parents=True, exist_ok=True)
     write_yaml(out / "config.yml", config.to_dict())
     write_yaml(out / "args.yml", vars(args))

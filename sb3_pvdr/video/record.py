@@ -201,14 +201,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     from sb3_pvdr.envs import get_scripted_policy, make_metaworld_env
-    from sb3_pvdr.envs.tasks import check_image_size
+    from sb3_pvdr.envs.tasks import check_camera, check_image_size
 
     tasks = resolve_tasks(args.tasks, args.domain_gap)
     out = Path(args.out).expanduser()
     settings = {
         "format": FORMAT,
         "image_size": check_image_size(args.image_size),
-        "camera": args.camera,
+        "camera": args.camera if args.camera is None else check_camera(args.camera),
         "action_repeat": args.action_repeat,
         "noise": args.noise,
         "seed": args.seed,
@@ -225,33 +225,41 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         "layout": "<task>/ep_NNNNN.npz: frames uint8 (T,H,W,3); actions float32 (T-1,A) and success bool (T-1,) for analysis only",
         "command": " ".join([Path(sys.executable).name, "-m", "sb3_pvdr.video.record", *(argv if argv is not None else sys.argv[1:])]),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / META_NAME, json.dumps({**previous, **meta}, indent=2).encode())
-
-    # temporary files of episodes a killed run was writing (atomic_write_bytes names them .<name>.*.tmp)
-    for stale in out.glob("*/.ep_*.npz.*.tmp"):
-        stale.unlink(missing_ok=True)
     todo = [(t, e) for t in tasks for e in range(args.episodes) if not episode_path(out, t, e).is_file()]
+
+    def open_env(task: str) -> tuple[Any, Any]:
+        env = make_metaworld_env(
+            task,
+            image_size=args.image_size,
+            camera=args.camera,
+            action_repeat=args.action_repeat,
+            seed=args.seed,
+            terminate_on_success=not args.full_episodes,
+            goal_cache_dir=args.goal_cache_dir,
+        )
+        return env, get_scripted_policy(task)
+
     total = len(tasks) * args.episodes
-    start_time = time.time()
-    new_frames = 0
-    bar = tqdm(total=total, initial=total - len(todo), unit="ep", disable=args.no_progress, dynamic_ncols=True)
-    env, env_task = None, None
+    env, env_task, bar = None, None, None
     try:
+        # The first env is built before anything is written: what only the env checks (e.g. an unusable
+        # --goal-cache-dir) refuses the run with --out as it was.
+        if todo:
+            env_task = todo[0][0]
+            env, policy = open_env(env_task)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / META_NAME, json.dumps({**previous, **meta}, indent=2).encode())
+        # temporary files of episodes a killed run was writing (atomic_write_bytes names them .<name>.*.tmp)
+        for stale in out.glob("*/.ep_*.npz.*.tmp"):
+            stale.unlink(missing_ok=True)
+        start_time = time.time()
+        new_frames = 0
+        bar = tqdm(total=total, initial=total - len(todo), unit="ep", disable=args.no_progress, dynamic_ncols=True)
         for task, episode in todo:
             if task != env_task:
                 if env is not None:
                     env.close()
-                env = make_metaworld_env(
-                    task,
-                    image_size=args.image_size,
-                    camera=args.camera,
-                    action_repeat=args.action_repeat,
-                    seed=args.seed,
-                    terminate_on_success=not args.full_episodes,
-                    goal_cache_dir=args.goal_cache_dir,
-                )
-                policy = get_scripted_policy(task)
+                env, policy = open_env(task)
                 env_task = task
             seed = episode_seed(args.seed, task, episode)
             data = record_episode(env, policy, np.random.default_rng(seed), seed, args.noise, args.max_steps)
@@ -260,7 +268,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             bar.set_postfix(task=task, frames=new_frames, refresh=False)
             bar.update(1)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if env is not None:
             env.close()
     elapsed = time.time() - start_time
