@@ -13,7 +13,8 @@ setup(
     long_description=(Path(__file__).parent / "README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["sb3_pvdr", "sb3_pvdr.*"]),
-    package_data={"sb3_pvdr": ["version.txt", "py.typed"]},
+    # The shipped pre-trained models (sb3_pvdr.pretrained): weights + configs + model cards.
+    package_data={"sb3_pvdr": ["version.txt", "py.typed", "pretrained/*/*.pt", "pretrained/*/card.json"]},
     python_requires=">=3.10",
     install_requires=[
         # Install torch first (`pip install torch==2.13.0`, a CPU wheel here): this range is then
@@ -30,6 +31,7 @@ setup(
         "tensorboard>=2.14",
         "vector-quantize-pytorch>=1.14",
         "imageio>=2.31",
+        "matplotlib>=3.7",  # learning curves (python -m sb3_pvdr.experiments plot)
         "imageio-ffmpeg>=0.4.9",
         "h5py>=3.9",
         "tfrecord>=1.14",

@@ -81,21 +81,28 @@ def load_planning_models(
 
     Modules are used as they are (shared, not copied), so fine-tuning one object is seen by every user.
 
-    :param tokenizer: ``VQTokenizer`` or path of its checkpoint
-    :param dynamics: ``VisualDynamicsModel`` or path of its checkpoint
+    :param tokenizer: ``VQTokenizer``, path of its checkpoint, or a shipped model's name (``"metaworld-64"``)
+    :param dynamics: ``VisualDynamicsModel``, path of its checkpoint, or a shipped model's name
     :param device: device for models loaded from paths (``~`` in paths is expanded)
     :raises CheckpointError: unreadable checkpoints, or a tokenizer that does not match the model
     """
+    from sb3_pvdr.pretrained import available, resolve
+
+    if not isinstance(tokenizer, nn.Module):
+        tokenizer = resolve(tokenizer, "tokenizer")
+    if not isinstance(dynamics, nn.Module):
+        dynamics = resolve(dynamics, "dynamics")
     for name, path in (("tokenizer", tokenizer), ("dynamics model", dynamics)):
-        if not isinstance(path, nn.Module) and not os.path.isfile(os.path.expanduser(path)):
+        if not isinstance(path, nn.Module) and not os.path.isfile(path):
             raise CheckpointError(
-                f"{name} checkpoint not found: {path}; run the README's demo pipeline (it writes the default paths) "
-                "or name your checkpoints in the PlanningWrapper's env_wrapper kwargs (zoo_configs/pvdr.yml)"
+                f"{name} checkpoint not found: {path}; give a checkpoint path or a shipped model's name "
+                f"({', '.join(available()) or 'none shipped in this install'}) as "
+                "-params tokenizer:... dynamics:... (or in the PlanningWrapper's env_wrapper kwargs)"
             )
     if not isinstance(tokenizer, nn.Module):
-        tokenizer = VQTokenizer.load(os.path.expanduser(tokenizer), map_location=device)
+        tokenizer = VQTokenizer.load(tokenizer, map_location=device)
     if not isinstance(dynamics, nn.Module):
-        dynamics = VisualDynamicsModel.load(os.path.expanduser(dynamics), map_location=device)
+        dynamics = VisualDynamicsModel.load(dynamics, map_location=device)
     if not isinstance(tokenizer, VQTokenizer) or not isinstance(dynamics, VisualDynamicsModel):
         raise ConfigError(
             f"expected a VQTokenizer and a VisualDynamicsModel, got {type(tokenizer).__name__} and {type(dynamics).__name__}"

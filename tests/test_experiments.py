@@ -1,0 +1,151 @@
+"""Experiment runner: a 2-run matrix of tiny train.py runs (finish, skip on re-run, resume after a kill), curves."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from sb3_pvdr.common.errors import ConfigError
+from sb3_pvdr.experiments import ExperimentRunner, load_experiment, parse_experiment, read_curve
+from sb3_pvdr.experiments.__main__ import main as experiments_main
+from sb3_pvdr.experiments.results import CURVE_COLUMNS, latest_checkpoint, segments
+from sb3_pvdr.experiments.runner import print_commands, train_command
+
+TINY = {
+    "name": "tiny",
+    "n_timesteps": 200,
+    "eval_freq": 100,
+    "eval_episodes": 1,
+    "seeds": [0],
+    "envs": ["reach-v2"],
+    "params": {"n_envs": 1, "n_steps": 50, "batch_size": 50, "n_epochs": 1},
+    "env_kwargs": {"max_episode_steps": 40, "image_size": 64},
+    "runs": [{"label": "ppo-a", "algo": "ppo"}, {"label": "ppo-b", "algo": "ppo", "params": {"learning_rate": 1e-3}}],
+}
+
+
+def write_experiment(tmp_path: Path, **changes) -> Path:
+    path = tmp_path / "tiny.yml"
+    path.write_text(yaml.safe_dump({**TINY, **changes}))
+    return path
+
+
+def test_spec_expands_runs_and_merges_params():
+    spec = parse_experiment({**TINY, "seeds": [0, 1]})
+    assert [r.key for r in spec.runs] == ["ppo-a/reach-v2/0", "ppo-a/reach-v2/1", "ppo-b/reach-v2/0", "ppo-b/reach-v2/1"]
+    b = spec.runs[2]
+    assert b.params["learning_rate"] == 1e-3 and b.params["n_steps"] == 50
+    assert b.params["env_kwargs"] == {"max_episode_steps": 40, "image_size": 64}
+    assert spec.budgets == (50, 100, 200)
+    assert [r.key for r in spec.select(["ppo-b/reach-v2/1"])] == ["ppo-b/reach-v2/1"]
+    cmd = train_command(b, Path("RUN"))
+    assert cmd[cmd.index("--save-freq") + 1] == "100" and "learning_rate:0.001" in cmd
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"bogus": 1}, "unknown experiment key"),
+        ({"runs": [{"label": "a", "algo": "ppo"}, {"label": "a", "algo": "ppo"}]}, "used twice"),
+        ({"runs": [{"label": "a"}]}, "needs both"),
+        ({"n_timesteps": 0}, "positive integer"),
+    ],
+)
+def test_spec_errors_are_one_line(change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_experiment({**TINY, **change})
+
+
+def test_select_unknown_pattern_is_refused():
+    with pytest.raises(ConfigError, match="no run matches"):
+        parse_experiment(TINY).select(["nope"])
+
+
+def wait_for(predicate, timeout: float = 240.0) -> None:
+    end = time.time() + timeout
+    while not predicate():
+        assert time.time() < end, "timed out"
+        time.sleep(0.2)
+
+
+def test_matrix_runs_skips_finished_resumes_killed_and_plots(tmp_path, capsys):
+    exp = write_experiment(tmp_path)
+    results = tmp_path / "results"
+    spec = load_experiment(exp)
+    runner = ExperimentRunner(spec, results / "tiny", jobs=2, status_every=1000)
+
+    # ppo-b is killed (SIGKILL) once its first checkpoint and evaluation exist
+    run_b = spec.runs[1]
+    job = runner.launch(run_b)
+    run_dir = runner.run_dir(run_b)
+    wait_for(lambda: latest_checkpoint(run_dir, evaluated=True)[0] >= 100 or job.process.poll() is not None)
+    os.killpg(job.process.pid, signal.SIGKILL)
+    job.process.wait()
+    job.log.close()
+    killed_at = latest_checkpoint(run_dir, evaluated=True)[0]
+    assert 100 <= killed_at < 200
+
+    assert runner.run(spec.runs) == 0  # ppo-a from scratch, ppo-b continued
+    segs = segments(run_dir)
+    assert [s["start"] for s in segs] == [0, killed_at]
+    log = (run_dir / "train.log").read_text()
+    assert f"Continuing from {killed_at} steps to 200" in log
+    for run in spec.runs:
+        curve = read_curve(runner.run_dir(run))
+        assert [p.timesteps for p in curve] == [100, 200]  # nothing lost, nothing repeated
+        assert all(np.isfinite(p.wall_time_s) and p.wall_time_s > 0 for p in curve)
+        assert (runner.run_dir(run) / "done.json").is_file()
+
+    # a re-run launches nothing
+    before = [json.dumps(segments(runner.run_dir(r))) for r in spec.runs]
+    capsys.readouterr()
+    assert experiments_main(["run", str(exp), "--results", str(results), "--jobs", "2", "--status-every", "1000"]) == 0
+    assert "2 run(s) already finished: skipped" in capsys.readouterr().out
+    assert [json.dumps(segments(runner.run_dir(r))) for r in spec.runs] == before
+
+    with (results / "tiny" / "curves.csv").open() as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == CURVE_COLUMNS
+    assert len(rows) == 4 and {r["label"] for r in rows} == {"ppo-a", "ppo-b"}
+    for name in ("curves.png", "curves_wall.png", "table.md", "meta.json"):
+        assert (results / "tiny" / name).stat().st_size > 0
+    table = (results / "tiny" / "table.md").read_text()
+    assert "| reach-v2 | ppo-a |" in table and "(n=1)" in table
+    assert json.loads((results / "tiny" / "meta.json").read_text())["machine"]["cores"] >= 1
+
+
+def test_print_commands_one_self_contained_command_per_run(tmp_path):
+    exp = write_experiment(tmp_path, seeds=[0, 1])
+    spec = load_experiment(exp)
+    commands = print_commands(spec, exp, spec.runs, tmp_path / "results")
+    assert len(commands) == 4
+    assert all("--only" in c and str(exp) in c and "--jobs 1" in c for c in commands)
+    assert commands[3].endswith("--only ppo-b/reach-v2/1")
+
+
+def test_plot_keeps_committed_rows_of_runs_that_are_elsewhere(tmp_path):
+    exp = write_experiment(tmp_path)
+    out = tmp_path / "results" / "tiny"
+    out.mkdir(parents=True)
+    rows = [{"label": "ppo-a", "algo": "ppo", "env": "reach-v2", "seed": 0, "timesteps": t, "success_rate": s,
+             "mean_reward": -1.0, "wall_time_s": 10.0 * t} for t, s in ((100, 0.0), (200, 1.0))]
+    with (out / "curves.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CURVE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    assert experiments_main(["plot", str(exp), "--results", str(tmp_path / "results")]) == 0
+    table = (out / "table.md").read_text()
+    assert "| reach-v2 | ppo-a | – | 0 ± 0 (n=1) | 100 ± 0 (n=1) |" in table
+    # a finished run known only from the committed csv is not run again
+    from sb3_pvdr.experiments.__main__ import finished_elsewhere
+
+    assert finished_elsewhere(load_experiment(exp), out) == {"ppo-a/reach-v2/0"}

@@ -1,0 +1,76 @@
+"""The paper's PPO baseline on tokens (--algo ppo_tokens): wrapper spaces, policy, save/load, registry names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.env_checker import check_env
+from stable_baselines3.common.env_util import make_vec_env
+from test_planning import IMAGE, FakeImageGoalEnv, tiny_models
+
+from sb3_pvdr import pretrained
+from sb3_pvdr.common.errors import CheckpointError, ConfigError
+from sb3_pvdr.ppo_tokens import TokenGoalFeaturesExtractor, TokenGoalWrapper, TokenPPO
+from sb3_pvdr.zoo import register_algorithms
+
+TINY_POLICY = dict(features_extractor_kwargs=dict(dim=16, depth=1, heads=2, ff_dim=32))
+
+
+def test_wrapper_spaces_pass_check_env_and_hold_the_right_tokens():
+    tokenizer, _ = tiny_models()
+    env = TokenGoalWrapper(FakeImageGoalEnv(), tokenizer, m=2)
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    h, w = tokenizer.grid_size
+    assert obs["context_tokens"].shape == (2, h, w) and obs["goal_tokens"].shape == (1, h, w)
+    first = tokenizer.encode(env.unwrapped._render(env.unwrapped.pos)[None])[0].numpy()
+    np.testing.assert_array_equal(obs["context_tokens"], np.stack([first, first]))
+    np.testing.assert_array_equal(obs["goal_tokens"][0], tokenizer.encode(env.unwrapped._render(env.unwrapped.goal_pos)[None])[0].numpy())
+    obs2, *_ = env.step(np.ones(2, dtype=np.float32))
+    np.testing.assert_array_equal(obs2["context_tokens"][0], first)  # the window moved by one frame
+
+
+def test_wrapper_refuses_wrong_image_size():
+    tokenizer, _ = tiny_models()
+    with pytest.raises(ConfigError, match="tokenizer expects"):
+        TokenGoalWrapper(FakeImageGoalEnv(size=2 * IMAGE), tokenizer)
+
+
+def test_extractor_sees_the_goal():
+    tokenizer, _ = tiny_models()
+    env = TokenGoalWrapper(FakeImageGoalEnv(), tokenizer)
+    torch.manual_seed(0)
+    extractor = TokenGoalFeaturesExtractor(env.observation_space, dim=16, depth=1, heads=2, ff_dim=32)
+    obs, _ = env.reset(seed=0)
+    batch = {k: torch.as_tensor(v[None]).float() for k, v in obs.items()}
+    other = dict(batch, goal_tokens=(batch["goal_tokens"] + 1) % tokenizer.codebook_size)
+    assert extractor(batch).shape == (1, 3 * 16)
+    assert not torch.allclose(extractor(batch), extractor(other))
+
+
+def test_token_ppo_learns_saves_and_loads_identical_actions(tmp_path):
+    tokenizer, _ = tiny_models()
+    env = make_vec_env(lambda: TokenGoalWrapper(FakeImageGoalEnv(max_steps=10), tokenizer), n_envs=1, seed=0)
+    model = TokenPPO("TokenGoalPolicy", env, n_steps=16, batch_size=8, n_epochs=1, seed=0, policy_kwargs=TINY_POLICY)
+    model.learn(32)
+    assert model.num_timesteps == 32
+    model.save(tmp_path / "m.zip")
+    loaded = TokenPPO.load(tmp_path / "m.zip", env=env)
+    obs = env.reset()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    assert register_algorithms(include_pvdr=False)["ppo_tokens"] is TokenPPO
+
+
+def test_registry_resolves_names_and_paths(tmp_path):
+    folder = tmp_path / "toy-16"
+    folder.mkdir()
+    for part in pretrained.PARTS:
+        (folder / f"{part}.pt").write_bytes(b"x")
+    (folder / "card.json").write_text('{"steps": 1}')
+    (tmp_path / "incomplete").mkdir()
+    assert list(pretrained.available(tmp_path)) == ["toy-16"]
+    assert pretrained.resolve("toy-16", "dynamics", root=tmp_path) == str(folder / "dynamics.pt")
+    assert pretrained.resolve("~/x.pt", "tokenizer", root=tmp_path).endswith("/x.pt")
+    with pytest.raises(CheckpointError, match="shipped: toy-16"):
+        pretrained.get("nope", root=tmp_path)
