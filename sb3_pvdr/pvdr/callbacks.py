@@ -21,7 +21,7 @@ pre-training balance carry over:
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import imageio.v3 as imageio
 import numpy as np
@@ -34,10 +34,8 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 
 from sb3_pvdr.dynamics import LossBreakdown, VisualDynamicsModel
 from sb3_pvdr.planning.planner import eval_mode, plan_goal_distance
+from sb3_pvdr.pvdr.interface import FINETUNE, FineTunedModel
 from sb3_pvdr.tokenizer.model import VQTokenizer
-
-if TYPE_CHECKING:
-    from sb3_pvdr.pvdr.pvdr import PVDR
 
 # b - batch, t - frames (l), h w - token grid, k - codebook size, H W c - pixels
 
@@ -134,7 +132,7 @@ class DynamicsFineTuneCallback(BaseCallback):
     :param verbose: verbosity
     """
 
-    model: "PVDR"
+    model: FineTunedModel  # type: ignore[assignment]
 
     def _init_callback(self) -> None:
         self.rng = np.random.default_rng(self.model.seed)
@@ -143,13 +141,13 @@ class DynamicsFineTuneCallback(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
-        if self.model.rollout_phase != "finetune":
+        if self.model.rollout_phase != FINETUNE:
             return
         stats = self.finetune(self.model)
         for key, value in stats.items():
             self.logger.record(f"finetune/{key}", value)
 
-    def finetune(self, model: "PVDR") -> dict[str, float]:
+    def finetune(self, model: FineTunedModel) -> dict[str, float]:
         """Run lines 8-9 on ``model.rollout_buffer``; return the mean losses."""
         buffer = model.rollout_buffer
         futures, mask = buffer.future_tokens()
@@ -218,7 +216,7 @@ class PlanVideoCallback(BaseCallback):
     :param verbose: verbosity
     """
 
-    model: "PVDR"
+    model: FineTunedModel  # type: ignore[assignment]
 
     def __init__(self, every_n_rollouts: int = 5, n_clips: int = 4, fps: int = 4, save_dir: Optional[str] = None, verbose: int = 0) -> None:
         super().__init__(verbose)

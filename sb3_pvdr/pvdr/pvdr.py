@@ -45,13 +45,12 @@ from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
 from sb3_pvdr.planning.planner import PLAN_METRICS, PathOrModule, eval_mode, load_planning_models
 from sb3_pvdr.pvdr.buffer import PVDRRolloutBuffer, PVDRRolloutBufferSamples
 from sb3_pvdr.pvdr.callbacks import DynamicsFineTuneCallback, RolloutRecorderCallback
+from sb3_pvdr.pvdr.interface import ALIGN, FINETUNE
 from sb3_pvdr.pvdr.policies import PVDRPolicy
 from sb3_pvdr.tokenizer.config import TokenizerConfig
 from sb3_pvdr.tokenizer.model import VQTokenizer
 
 SelfPVDR = TypeVar("SelfPVDR", bound="PVDR")
-
-FINETUNE, ALIGN = "finetune", "align"
 
 
 class PVDR(PPO):
