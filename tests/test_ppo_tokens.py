@@ -74,3 +74,25 @@ def test_registry_resolves_names_and_paths(tmp_path):
     assert pretrained.resolve("~/x.pt", "tokenizer", root=tmp_path).endswith("/x.pt")
     with pytest.raises(CheckpointError, match="shipped: toy-16"):
         pretrained.get("nope", root=tmp_path)
+
+
+def test_add_ships_weights_only_and_refuses_a_mismatch(tmp_path):
+    from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
+    from sb3_pvdr.pretrained.__main__ import main as pretrained_main
+
+    tokenizer, dynamics = tiny_models()
+    tokenizer.save(tmp_path / "tok.pt")
+    dynamics.save(tmp_path / "dyn.pt")
+    root = tmp_path / "shipped"
+    root.mkdir()
+    assert pretrained_main(["add", "toy-16", "--tokenizer", str(tmp_path / "tok.pt"), "--dynamics", str(tmp_path / "dyn.pt"), "--root", str(root)]) == 0
+    model = pretrained.get("toy-16", root=root)
+    assert model.card["codebook_size"] == tokenizer.codebook_size
+    loaded = VisualDynamicsModel.load(model.path("dynamics"))
+    for key, value in dynamics.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
+    other = VisualDynamicsModel(DynamicsConfig(**{**dynamics.config.to_dict(), "codebook_size": 32}))
+    other.save(tmp_path / "other.pt")
+    with pytest.raises(SystemExit):
+        pretrained_main(["add", "bad", "--tokenizer", str(tmp_path / "tok.pt"), "--dynamics", str(tmp_path / "other.pt"), "--root", str(root)])
+    assert sorted(p.name for p in root.iterdir()) == ["toy-16"]  # nothing written for the refused one
