@@ -240,17 +240,14 @@ def test_video_folder_is_tokenized_once_into_out(setup: dict[str, Path], tmp_pat
 
 
 def test_eval_dynamics_script(setup: dict[str, Path], tmp_path: Path) -> None:
-    """scripts/eval_dynamics.py: accuracies for posterior / prior / zero z and the PNG grid layout."""
-    import importlib.util
-
+    """python -m sb3_pvdr.evaluate_dynamics --data: accuracies for posterior / prior / zero z and the PNG grid layout."""
     import imageio.v3 as iio
 
-    spec = importlib.util.spec_from_file_location("eval_dynamics", Path(__file__).parents[1] / "scripts" / "eval_dynamics.py")
-    eval_dynamics = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(eval_dynamics)
+    from sb3_pvdr import evaluate_dynamics
+
     main(cli(setup, "--steps", "2"))
     png, out = tmp_path / "grid.png", tmp_path / "eval.json"
-    eval_dynamics.main(["--model", str(setup["out"] / "dynamics.pt"), "--tokenizer", str(setup["tokenizer"]),
+    evaluate_dynamics.main(["--model", str(setup["out"] / "dynamics.pt"), "--tokenizer", str(setup["tokenizer"]),
                         "--data", str(setup["val"]), "--clips", "5", "--prior-samples", "3", "--grid-clips", "2",
                         "--png", str(png), "--json", str(out)])
     result = json.loads(out.read_text())
@@ -261,3 +258,26 @@ def test_eval_dynamics_script(setup: dict[str, Path], tmp_path: Path) -> None:
     image = iio.imread(png, mode="RGB")
     frames, rows, side = TINY_MODEL["m"] + TINY_MODEL["l"], 2 * (2 + 3), 16 + 2  # clips x (true, post., 3 prior)
     assert image.shape == (rows * side, 56 + frames * side, 3)
+
+
+def test_evaluate_dynamics_task_report(tmp_path: Path) -> None:
+    """python -m sb3_pvdr.evaluate_dynamics --task: accuracy, plan diversity and plan gain on held-out env variants."""
+    from test_planning import tiny_models
+
+    from sb3_pvdr import evaluate_dynamics
+
+    tokenizer, dynamics = tiny_models(l=2)
+    tokenizer.save(tmp_path / "tok.pt")
+    dynamics.save(tmp_path / "dyn.pt")
+    out = tmp_path / "report.json"
+    evaluate_dynamics.main(["--model", str(tmp_path / "dyn.pt"), "--tokenizer", str(tmp_path / "tok.pt"), "--task", "reach-v2",
+                            "--variants", "2", "--candidates", "2,4", "--json", str(out)])
+    r = json.loads(out.read_text())["reach-v2"]
+    assert r["variants"] == 2
+    for key in ("posterior/generated", "prior_mean/generated", "zero/generated", "diversity", "real_change"):
+        assert 0.0 <= r[key] <= 1.0
+    # more candidates can only bring the chosen plan closer to the goal (nested candidate sets)
+    assert r["goal_distance/chosen@4"] <= r["goal_distance/chosen@2"] + 1e-9
+    assert set(r) >= {"plan_gain@2", "plan_gain@4", "goal_distance/expert"}
+    with pytest.raises(SystemExit):
+        evaluate_dynamics.main(["--model", str(tmp_path / "dyn.pt"), "--tokenizer", str(tmp_path / "tok.pt")])

@@ -1,9 +1,22 @@
-"""Does z carry the dynamics? Future-token accuracy of a pre-trained visual dynamics model on held-out
-clips, with z from the posterior E(x, y), sampled from the prior P(x), and z = 0; plus a PNG grid of
-context | true future | futures generated from several prior samples.
+"""Model-quality report of a pre-trained visual dynamics model: does z carry the dynamics, and can planning use it?
 
-    python scripts/eval_dynamics.py --model runs/dynamics64/dynamics.pt \
+    python -m sb3_pvdr.evaluate_dynamics --model metaworld-64 --tokenizer metaworld-64 --task reach-v2,plate-slide-v2
+    python -m sb3_pvdr.evaluate_dynamics --model runs/dynamics64/dynamics.pt \
         --tokenizer runs/tokenizer64/tokenizer.pt --data data/tokens64_val --png assets/dynamics_predictions.png
+
+Two sources of held-out data, either or both:
+
+- ``--task``: random variants of Meta-World tasks (seeds ``--seed-base`` + i, not used in pre-training). Per
+  variant the context is o_0 and o_1 (reset, one scripted-policy step), the true future the next l frames of
+  metaworld's scripted policy (no noise). Printed per task: accuracy of generated futures with the posterior z,
+  the prior's mean and z = 0, overall and on the tokens that change; **plan diversity** (mean share of tokens in
+  which the last frames of two prior candidates differ) next to the real change of the last frame over the same
+  horizon; **plan gain** at N = 4 / 16 / 64: (goal distance of the average candidate - of the chosen z*) /
+  (average candidate - the expert's posterior z), goal distance = mean |pixel| difference between the plan's
+  decoded last frame and the goal image (ratio of the means over variants). These are the gates of the shipped
+  models (README).
+- ``--data``: clips of a held-out token folder, with the accuracies below and a PNG grid of
+  context | true future | futures generated from several prior samples.
 
 Accuracies (fraction of the l*h*w future tokens predicted exactly):
 
@@ -32,8 +45,9 @@ import torch
 from einops import repeat
 
 from sb3_pvdr.common.checkpoint import load_checkpoint
-from sb3_pvdr.common.errors import CheckpointError, cli_entry
+from sb3_pvdr.common.errors import CheckpointError, ConfigError, cli_entry
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
+from sb3_pvdr.pretrained import resolve
 from sb3_pvdr.pretrain import PRETRAIN_STATE, check_tokens_match, decode_clip_tokens, fixed_batch, load_tokenizer, tile_frames
 from sb3_pvdr.video import TokenClipDataset
 
@@ -104,6 +118,90 @@ def evaluate(model: VisualDynamicsModel, x: torch.Tensor, y: torch.Tensor, n_pri
     return result
 
 
+def expert_clip(task: str, seed: int, m: int, l: int, image_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: E741
+    """One held-out variant: context o_0..o_{m-1} and true future o_m..o_{m+l-1} of metaworld's scripted policy
+    (no noise; the context starts at reset), and the goal image. :return: ``(frames (m + l, H, W, 3), goal (H, W, 3))``"""
+    import warnings
+
+    from sb3_pvdr.envs import get_scripted_policy, make_metaworld_env
+
+    env = make_metaworld_env(task, image_size=image_size, seed=seed)
+    try:
+        policy = get_scripted_policy(task)
+        obs, _ = env.reset(seed=seed)
+        frames = [obs["observation"]]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            while len(frames) < m + l:
+                action = np.clip(policy.get_action(env.unwrapped.state_observation()), -1, 1).astype(np.float32)
+                obs, _, terminated, truncated, _ = env.step(action)
+                frames.append(obs["observation"])
+                if terminated or truncated:  # solved within the clip: hold the last frame
+                    frames += [frames[-1]] * (m + l - len(frames))
+        return np.stack(frames), obs["desired_goal"]
+    finally:
+        env.close()
+
+
+@torch.no_grad()
+def evaluate_task(model: VisualDynamicsModel, tokenizer: Any, task: str, variants: int, seed_base: int,
+                  candidates: tuple[int, ...], generator: torch.Generator) -> dict[str, Any]:
+    """Accuracy, plan diversity and plan gain on ``variants`` held-out variants of ``task`` (module docstring)."""
+    m, l = model.config.m, model.config.l  # noqa: E741
+    n_max = max(candidates)
+    sums: dict[str, list[float]] = {}
+
+    def add(key: str, value: float) -> None:
+        sums.setdefault(key, []).append(float(value))
+
+    for i in range(variants):
+        frames, goal = expert_clip(task, seed_base + i, m, l, tokenizer.image_size)
+        tokens = tokenizer.encode(torch.from_numpy(frames)).long()  # (m + l, h, w)
+        x, y = tokens[None, :m], tokens[None, m:]
+        changed = y != x[:, -1:]
+        prior = model.prior(x)
+        z_post = model.posterior(x, y).mode()
+        for name, z in (("posterior", z_post), ("prior_mean", prior.mode()), ("zero", torch.zeros_like(z_post))):
+            hit = (model.generate(x, z) == y).float()
+            add(f"{name}/generated", hit.mean().item())
+            if changed.any():
+                add(f"{name}/changed", hit[changed].mean().item())
+        # N prior candidates (nested: the first 4 of 16 of 64), their plans' last frames
+        z = prior.mean + prior.std * torch.randn((n_max, *prior.mean.shape[1:]), generator=generator)
+        plans = model.generate(x, torch.cat((z, z_post)))  # (n_max + 1, l, h, w); the last: the expert's z
+        last = plans[:, -1]
+        differ = (last[:n_max, None] != last[None, :n_max]).float().mean(dim=(2, 3))  # (n, n)
+        add("diversity", (differ.sum() / (n_max * (n_max - 1))).item())
+        add("real_change", (y[0, -1] != x[0, -1]).float().mean().item())
+        goal_px = torch.from_numpy(goal).float() / 255.0
+        dist = (tokenizer.decode(last) - goal_px).abs().mean(dim=(1, 2, 3))  # (n_max + 1,)
+        add("goal_distance/expert", dist[-1].item())
+        for n in candidates:
+            add(f"goal_distance/chosen@{n}", dist[:n].min().item())
+            add(f"goal_distance/average@{n}", dist[:n].mean().item())
+    result: dict[str, Any] = {k: float(np.mean(v)) for k, v in sums.items()}
+    result["variants"] = variants
+    result["diversity_vs_real_change"] = result["diversity"] / max(result["real_change"], 1e-9)
+    for n in candidates:
+        gap = result[f"goal_distance/average@{n}"] - result["goal_distance/expert"]
+        gain = result[f"goal_distance/average@{n}"] - result[f"goal_distance/chosen@{n}"]
+        result[f"plan_gain@{n}"] = gain / gap if abs(gap) > 1e-9 else float("nan")
+    return result
+
+
+def print_task_report(task: str, r: dict[str, Any], candidates: tuple[int, ...]) -> None:
+    print(f"{task}: {r['variants']} held-out variants")
+    print(f"  accuracy (generated)   all     changing tokens")
+    for name in ("posterior", "prior_mean", "zero"):
+        print(f"  {name:<20}{r[f'{name}/generated']:>7.4f}{r.get(f'{name}/changed', float('nan')):>12.4f}")
+    print(f"  plan diversity {r['diversity']:.4f} vs real change {r['real_change']:.4f} "
+          f"({r['diversity_vs_real_change']:.2f} of it)")
+    print("  plan gain " + ", ".join(f"N={n}: {r[f'plan_gain@{n}']:.2f}" for n in candidates)
+          + f" (goal distance: expert z {r['goal_distance/expert']:.4f}, "
+          + ", ".join(f"chosen@{n} {r[f'goal_distance/chosen@{n}']:.4f} avg {r[f'goal_distance/average@{n}']:.4f}"
+                      for n in candidates) + ")")
+
+
 @torch.no_grad()
 def labelled_grid(model: VisualDynamicsModel, tokenizer: Any, x: torch.Tensor, y: torch.Tensor, n_prior: int,
                   generator: torch.Generator) -> np.ndarray:
@@ -137,9 +235,13 @@ def labelled_grid(model: VisualDynamicsModel, tokenizer: Any, x: torch.Tensor, y
 @cli_entry
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="dynamics.pt (or a run's last.pt)")
-    parser.add_argument("--tokenizer", required=True, help="the tokenizer the model was pre-trained with")
-    parser.add_argument("--data", required=True, help="held-out token folder")
+    parser.add_argument("--model", required=True, help="dynamics.pt, a run's last.pt, or a shipped model's name")
+    parser.add_argument("--tokenizer", required=True, help="the tokenizer the model was pre-trained with (path or name)")
+    parser.add_argument("--data", default=None, help="held-out token folder (clip accuracies and the PNG grid)")
+    parser.add_argument("--task", default=None, help="comma-separated Meta-World tasks for the planning report, e.g. reach-v2,plate-slide-v2")
+    parser.add_argument("--variants", type=int, default=20, help="held-out variants per task (default 20)")
+    parser.add_argument("--seed-base", type=int, default=100_000, help="env seeds of the held-out variants start here")
+    parser.add_argument("--candidates", default="4,16,64", help="N of the plan gain (default 4,16,64)")
     parser.add_argument("--clips", type=int, default=256, help="held-out clips, spread evenly over the folder")
     parser.add_argument("--prior-samples", type=int, default=4, help="z samples from the prior per clip")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -150,11 +252,26 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    if args.data is None and args.task is None:
+        raise ConfigError("give --task (held-out env variants) and/or --data (a held-out token folder)")
+    candidates = tuple(int(n) for n in args.candidates.split(","))
+    if min(candidates) < 1 or args.variants < 1:
+        raise ConfigError(f"--candidates and --variants must be positive, got {args.candidates} and {args.variants}")
     torch.manual_seed(args.seed)
-    model, step = load_dynamics(args.model)
+    model, step = load_dynamics(resolve(args.model, "dynamics"))
     model.eval()
-    tokenizer = load_tokenizer(args.tokenizer, torch.device("cpu"))
+    tokenizer = load_tokenizer(resolve(args.tokenizer, "tokenizer"), torch.device("cpu"))
     model.check_tokenizer(tokenizer)
+    report: dict[str, Any] = {"model": str(args.model), "tokenizer": str(args.tokenizer), "step": step}
+    if args.task:
+        generator = torch.Generator().manual_seed(args.seed)
+        for task in [t.strip() for t in args.task.split(",") if t.strip()]:
+            report[task] = evaluate_task(model, tokenizer, task, args.variants, args.seed_base, candidates, generator)
+            print_task_report(task, report[task], candidates)
+    if args.data is None:
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2))
+        return
     check_tokens_match(Path(args.data), tokenizer)
     dataset = TokenClipDataset(args.data, model.config.m, model.config.l)
     x, y = fixed_batch(dataset, args.clips)
@@ -163,6 +280,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     result = evaluate(model, x, y, args.prior_samples, args.batch_size, generator)
     result.update(model=str(args.model), step=step, clips=int(x.shape[0]), prior_samples=args.prior_samples,
                   data=str(args.data))
+    result.update({k: v for k, v in report.items() if k not in result})
     print(f"model {args.model} (step {step}), {x.shape[0]} held-out clips from {args.data}, "
           f"{result['changed_fraction']:.1%} of future tokens differ from the last context frame")
     print(f"{'z':<18}{'generated':>11}{'teacher-forced':>16}{'changed':>9}")
