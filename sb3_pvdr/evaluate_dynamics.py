@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from einops import repeat
 
-from sb3_pvdr.common.checkpoint import load_checkpoint
+from sb3_pvdr.common.checkpoint import load_checkpoint, read_checkpoint
 from sb3_pvdr.common.errors import CheckpointError, ConfigError, cli_entry
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
 from sb3_pvdr.pretrained import resolve
@@ -58,9 +58,8 @@ def load_dynamics(path: str) -> tuple[VisualDynamicsModel, Optional[int]]:
     """A model from ``dynamics.pt`` (kind ``visual_dynamics``) or a run's ``last.pt`` (``pretrain_state``),
     with the training step when the file records it.
     """
-    raw = torch.load(path, map_location="cpu", weights_only=False) if Path(path).is_file() else None
-    if isinstance(raw, dict) and raw.get("kind") == PRETRAIN_STATE:
-        data = load_checkpoint(path, PRETRAIN_STATE)
+    data = read_checkpoint(path)  # data only (weights_only); CheckpointError for a missing / corrupt file
+    if data["kind"] == PRETRAIN_STATE:
         model = VisualDynamicsModel(DynamicsConfig.from_dict(data["model_config"]))
         model.load_state_dict(data["state_dict"])
         return model, int(data["step"])
