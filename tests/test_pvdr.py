@@ -274,7 +274,7 @@ def test_train_py_smoke_and_load_in_a_new_process(tmp_path):
     wrapper = {"sb3_pvdr.planning.PlanningWrapper": {"tokenizer": str(tmp_path / "tok.pt"), "dynamics": str(tmp_path / "dyn.pt")}}
     cmd = [
         sys.executable, "train.py", "--algo", "pvdr", "--env", "reach-v2", "-n", "256", "--log-folder", str(tmp_path / "logs"),
-        "--eval-freq", "128", "--eval-episodes", "1", "--env-kwargs", "image_size:16", "max_episode_steps:60",
+        "--eval-freq", "128", "--eval-episodes", "1", "--save-freq", "128", "--env-kwargs", "image_size:16", "max_episode_steps:60",
         "-params", "n_envs:1", "n_steps:64", "batch_size:32", "n_epochs:1", "n_candidates:2",
         f"env_wrapper:{wrapper!r}", f"policy_kwargs:{ {'features_extractor_kwargs': TINY_POLICY['features_extractor_kwargs']}!r}",
         f"callback:[{{'sb3_pvdr.pvdr.PlanVideoCallback': {{'every_n_rollouts': 2, 'save_dir': {str(tmp_path / 'videos')!r}}}}}]",
@@ -286,6 +286,15 @@ def test_train_py_smoke_and_load_in_a_new_process(tmp_path):
     zips = list((tmp_path / "logs" / "pvdr").glob("reach-v2_*/reach-v2.zip"))
     assert len(zips) == 1
     assert list((tmp_path / "videos").glob("plans_*.gif"))
+    # continue from the mid-run checkpoint (as after a kill): step counter, phase and fine-tuned models go on
+    checkpoint = zips[0].parent / "rl_model_128_steps.zip"
+    assert checkpoint.is_file()
+    resumed = subprocess.run([*cmd[:cmd.index("-params")], "-i", str(checkpoint), *cmd[cmd.index("-params"):]], cwd=REPO,
+                             env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "Continuing from 128 steps to 256" in resumed.stdout
+    continued = sorted((tmp_path / "logs" / "pvdr").glob("reach-v2_*/reach-v2.zip"))[-1]
+    assert PVDR.load(continued).num_timesteps == 256
     script = (
         "import numpy as np, sb3_pvdr.envs\n"
         "from sb3_pvdr.envs import make_metaworld_env\n"
@@ -331,3 +340,22 @@ def test_zoo_config_is_valid_for_every_task(conf):
     assert lookup_hyperparams(table, "reach-v2")["clip_range"] == 0.6  # Table 3, task set 1
     assert lookup_hyperparams(table, "plate-slide-v2")["ent_coef"] == 2.0e-4  # task set 2
     assert lookup_hyperparams(table, "drawer-open-v2")["clip_range"] == 0.5  # task set 3
+
+
+def test_checkpoint_continues_phase_models_and_optimizers(tmp_path):
+    """A checkpoint holds the fine-tuned models, their optimizers, the step counter and Algorithm 1's phase;
+    loading it and learning on (``reset_num_timesteps=False``, what ``train.py -i`` does) continues all of them."""
+    model = make_model(finetune_rollouts=1, finetune_lr=1e-3)
+    model.learn(72)  # fine-tune, align, fine-tune rollouts of 24 steps
+    path = tmp_path / "ckpt.zip"
+    model.save(path)
+    saved = {k: v.clone() for k, v in model.dynamics.state_dict().items()}
+    saved_opt = model.dynamics_optimizer.state_dict()
+    loaded = PVDR.load(path, env=make_env())
+    assert (loaded.num_timesteps, loaded._n_rollouts) == (72, 3)
+    for k, v in saved.items():
+        torch.testing.assert_close(loaded.dynamics.state_dict()[k], v)
+    for key, state in saved_opt["state"].items():
+        torch.testing.assert_close(loaded.dynamics_optimizer.state_dict()["state"][key]["exp_avg"], state["exp_avg"])
+    loaded.learn(24, reset_num_timesteps=False)  # the 4th rollout: an alignment rollout (cycle FT, AL)
+    assert (loaded.num_timesteps, loaded._n_rollouts, loaded.rollout_phase) == (96, 4, "align")
