@@ -359,3 +359,26 @@ def test_checkpoint_continues_phase_models_and_optimizers(tmp_path):
         torch.testing.assert_close(loaded.dynamics_optimizer.state_dict()["state"][key]["exp_avg"], state["exp_avg"])
     loaded.learn(24, reset_num_timesteps=False)  # the 4th rollout: an alignment rollout (cycle FT, AL)
     assert (loaded.num_timesteps, loaded._n_rollouts, loaded.rollout_phase) == (96, 4, "align")
+
+
+def test_spatial_pool_keeps_positions_that_mean_pool_blurs():
+    from sb3_pvdr.pvdr import PVDRFeaturesExtractor
+
+    env = make_env()
+    obs = env.reset()
+    batch = {k: torch.as_tensor(v).float() for k, v in obs.items()}
+    tokens = batch["context_tokens"].clone()
+    tokens[0, -1, 0, 0], tokens[0, -1, -1, -1] = 1.0, 2.0
+    swapped = tokens.clone()
+    swapped[0, -1, 0, 0], swapped[0, -1, -1, -1] = 2.0, 1.0  # the same tokens, two cells exchanged
+    change = {}
+    for pool in ("mean", "spatial"):
+        torch.manual_seed(0)
+        extractor = PVDRFeaturesExtractor(env.observation_space, dim=16, depth=1, heads=2, ff_dim=32, pool=pool)
+        a, b = extractor(dict(batch, context_tokens=tokens)), extractor(dict(batch, context_tokens=swapped))
+        change[pool] = ((a - b).norm() / a.norm()).item()
+    m, h, w = env.observation_space["context_tokens"].shape
+    assert PVDRFeaturesExtractor(env.observation_space, dim=16, pool="spatial").features_dim == m * 16 + h * w * 16
+    assert change["spatial"] > 3 * change["mean"]
+    with pytest.raises(ConfigError, match="pool must be one of"):
+        PVDRFeaturesExtractor(env.observation_space, pool="max")

@@ -5,22 +5,18 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch as th
-from einops import reduce
 from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from torch import nn
 
-from sb3_pvdr.common.errors import ConfigError
-from sb3_pvdr.dynamics import STPositionalEmbedding, STTransformer
-from sb3_pvdr.pvdr.extractor import _default_window
+from sb3_pvdr.pvdr.extractor import STTokenFeaturesExtractor
 from sb3_pvdr.pvdr.policies import PVDRPolicy
 
 # b - batch, t - frames (goal + m context frames), h w - token grid, d - feature dimension
 
 
-class TokenGoalFeaturesExtractor(BaseFeaturesExtractor):
+class TokenGoalFeaturesExtractor(STTokenFeaturesExtractor):
     """The action alignment module's transformer (:class:`~sb3_pvdr.pvdr.extractor.PVDRFeaturesExtractor`:
-    same sizes, same per-frame mean pooling) with the goal's token grid where PVDR puts the z* prompt.
+    same sizes, same pooling) with the goal's token grid where PVDR puts the z* prompt.
 
     :param observation_space: ``Dict(context_tokens (m, h, w), goal_tokens (1, h, w))`` (:class:`TokenGoalWrapper`)
     :param dim: feature dimension of the transformer
@@ -29,6 +25,7 @@ class TokenGoalFeaturesExtractor(BaseFeaturesExtractor):
     :param ff_dim: feed-forward hidden size
     :param window: temporal-attention window; ``None``: 4x4 when it divides the grid, else the grid
     :param dropout: dropout in attention and feed-forward layers
+    :param pool: ``"mean"`` (one vector per frame) or ``"spatial"`` (the last frame's grid kept)
     """
 
     def __init__(
@@ -40,21 +37,12 @@ class TokenGoalFeaturesExtractor(BaseFeaturesExtractor):
         ff_dim: int = 128,
         window: Optional[tuple[int, int]] = None,
         dropout: float = 0.0,
+        pool: str = "mean",
     ) -> None:
-        if not isinstance(observation_space, spaces.Dict) or not {"context_tokens", "goal_tokens"} <= set(observation_space.spaces):
-            raise ConfigError(f"TokenGoalFeaturesExtractor needs Dict(context_tokens, goal_tokens) observations, got {observation_space}")
-        m, h, w = observation_space["context_tokens"].shape
-        super().__init__(observation_space, features_dim=(m + 1) * dim)
-        self.embed = nn.Embedding(int(observation_space["context_tokens"].high.max()) + 1, dim)
-        self.pos = STPositionalEmbedding(dim, m + 1, (h, w))
-        window = tuple(window) if window is not None else _default_window((h, w))
-        self.transformer = STTransformer(dim, depth, heads, ff_dim, window, causal=False, dropout=dropout)
+        super().__init__(observation_space, "goal_tokens", dim, depth, heads, ff_dim, window, dropout, pool)
 
-    def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
-        # SB3 hands Box observations over as float: back to ids
-        tokens = th.cat((observations["goal_tokens"], observations["context_tokens"]), dim=1).long()  # (b, 1 + m, h, w)
-        hidden = self.transformer(self.pos(self.embed(tokens)))
-        return reduce(hidden, "b t h w d -> b (t d)", "mean")
+    def prompt(self, observations: dict[str, th.Tensor]) -> th.Tensor:
+        return self.embed(observations["goal_tokens"].long())  # (b, 1, h, w, d)
 
 
 class TokenGoalPolicy(PVDRPolicy):
