@@ -246,3 +246,33 @@ def test_missing_checkpoint_is_a_one_line_error(tmp_path):
 
     with pytest.raises(CheckpointError, match="tokenizer checkpoint not found"):
         PlanningWrapper(FakeImageGoalEnv(), str(tmp_path / "tok.pt"), str(tmp_path / "dyn.pt"))
+
+
+def test_oracle_z_is_the_posterior_of_the_experts_real_future():
+    from sb3_pvdr.envs import make_metaworld_env
+
+    tokenizer, dynamics = tiny_models()
+    env = PlanningWrapper(make_metaworld_env("reach-v2", image_size=IMAGE, seed=0), tokenizer, dynamics, oracle_z=True)
+    obs, _ = env.reset(seed=1)
+    future = tokenizer.encode(env.unwrapped.expert_future(dynamics.config.l))  # the env was restored: same future
+    expected = dynamics.posterior(torch.as_tensor(obs["context_tokens"])[None], future[None]).mode()[0]
+    torch.testing.assert_close(torch.as_tensor(obs["z_star"]), expected)
+    obs2, *_ = env.step(np.zeros(4, dtype=np.float32))
+    assert obs2["context_tokens"].shape == obs["context_tokens"].shape
+    with pytest.raises(ConfigError, match="expert_future"):
+        PlanningWrapper(FakeImageGoalEnv(), tokenizer, dynamics, oracle_z=True)
+
+
+def test_expert_future_leaves_the_episode_unchanged():
+    from sb3_pvdr.envs import make_metaworld_env
+
+    a, b = (make_metaworld_env("reach-v2", image_size=IMAGE, seed=0) for _ in range(2))
+    a.reset(seed=3)
+    b.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        assert a.unwrapped.expert_future(4).shape == (4, IMAGE, IMAGE, 3)
+        action = rng.uniform(-1, 1, 4).astype(np.float32)
+        (oa, ra, *_), (ob, rb, *_) = a.step(action), b.step(action)
+        np.testing.assert_array_equal(oa["observation"], ob["observation"])
+        assert ra == rb

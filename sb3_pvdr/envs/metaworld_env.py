@@ -231,6 +231,7 @@ class ImageGoalMetaWorldEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._frame: np.ndarray | None = None
         self._state: np.ndarray | None = None
         self._sim_steps = 0
+        self._expert: Any = None  # scripted policy of expert_future(), made on first use
 
         if self.fixed_variant is not None:
             # Fail at construction, not at the first reset, if the fixed variant has no goal image.
@@ -285,6 +286,53 @@ class ImageGoalMetaWorldEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         """
         self._check_open()
         return self._renderer.render()
+
+    def expert_future(self, n_steps: int) -> np.ndarray:
+        """Frames of the next ``n_steps`` agent steps of metaworld's scripted policy (no noise) from the current
+        state, simulated on the side: the simulator, metaworld's counters and this env are restored afterwards, so
+        the episode goes on as if nothing happened. A debugging oracle (PVDR's ``oracle_z``), not an agent's input.
+
+        :param n_steps: agent steps to look ahead (each ``action_repeat`` simulator steps)
+        :return: ``uint8 (n_steps, H, W, 3)``; once the episode would end, the last frame is repeated
+        """
+        import warnings
+
+        import mujoco
+
+        if self._goal is None:
+            raise RuntimeError("call reset() before expert_future()")
+        mw = self._mw_env
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        sim_state = np.empty(mujoco.mj_stateSize(mw.model, spec))
+        mujoco.mj_getState(mw.model, mw.data, sim_state, spec)
+        saved = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(mw).items()}
+        mine = (self._state.copy(), self._sim_steps, self._frame)
+        if self._expert is None:
+            self._expert = get_scripted_policy(self.task_spec.name)
+        frames: list[np.ndarray] = []
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # metaworld's scripted `move` warns on clipped actions
+                done = False
+                while len(frames) < n_steps:
+                    if done:
+                        frames.append(frames[-1] if frames else self._frame)
+                        continue
+                    action = np.clip(self._expert.get_action(self._state), -1.0, 1.0).astype(np.float32)
+                    for _ in range(self.action_repeat):
+                        if self._sim_steps >= self.max_episode_steps:
+                            break
+                        self._state, _, _, _, info = mw.step(action)
+                        self._sim_steps += 1
+                        done = done or (bool(info["success"]) and self.terminate_on_success)
+                    done = done or self._sim_steps >= self.max_episode_steps
+                    frames.append(self._renderer.render())
+        finally:
+            mujoco.mj_setState(mw.model, mw.data, sim_state, spec)
+            mujoco.mj_forward(mw.model, mw.data)
+            vars(mw).update(saved)
+            self._state, self._sim_steps, self._frame = mine
+        return np.stack(frames)
 
     # ------------------------------------------------------------------ goal images
     def goal_image_of(self, variant: int) -> np.ndarray:

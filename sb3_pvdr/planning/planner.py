@@ -181,6 +181,7 @@ class Planner:
         n_candidates: int,
         generator: Optional[torch.Generator] = None,
         random_z: bool = False,
+        oracle_future: Optional[Tensor] = None,
     ) -> PlanResult:
         """Sample ``n_candidates`` latents from the prior, decode their plans, keep the closest to the goal.
 
@@ -189,11 +190,15 @@ class Planner:
         :param n_candidates: N
         :param generator: random generator for the prior samples (on the model's device)
         :param random_z: ablation "PVDR random": z ~ N(0, I) instead of planning (one candidate, no argmin)
+        :param oracle_future: debugging upper bound: tokens ``(l, h, w)`` of the real future (e.g. the scripted
+            expert's); z* is then the posterior mean E(x, y) of it (one candidate, no argmin)
         """
         device = self.device
         x = context.to(device).long()[None]
         with eval_mode(self.dynamics, self.tokenizer):
-            if random_z:
+            if oracle_future is not None:
+                z = self.dynamics.posterior(x, oracle_future.to(device).long()[None]).mode()
+            elif random_z:
                 z = torch.randn((1, *self.dynamics.z_shape), generator=generator, device=device)
             else:
                 prior = self.dynamics.prior(x)

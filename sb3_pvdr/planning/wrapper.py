@@ -60,6 +60,9 @@ class PlanningWrapper(gym.Wrapper):
     :param plan_metric: space of the plan distances (eq. (2) and the plan term of eq. (6)): ``"pixels"``
         (decoded frames) or ``"codes"`` (codebook-embedding grids, no decoder: much cheaper on a CPU);
         see :mod:`sb3_pvdr.planning.planner`
+    :param oracle_z: debugging upper bound (issue "Make PVDR learn"): z* is the posterior of the real next l frames
+        of metaworld's scripted expert, simulated on the side from the current state (``env.unwrapped.expert_future``)
+        instead of a plan from the prior; tells whether the aligner can use a perfect z at all
     :param device: device for models loaded from paths (modules passed in keep their device)
     :param seed: seed of the prior-sampling generator (``reset(seed=...)`` re-seeds it)
     """
@@ -73,6 +76,7 @@ class PlanningWrapper(gym.Wrapper):
         replan_every: int = 1,
         random_z: bool = False,
         plan_metric: str = "pixels",
+        oracle_z: bool = False,
         device: str = "cpu",
         seed: Optional[int] = None,
     ) -> None:
@@ -88,7 +92,9 @@ class PlanningWrapper(gym.Wrapper):
         self.planner = Planner(tokenizer, dynamics, plan_metric)
         cfg = dynamics.config
         self.m, self.l = cfg.m, cfg.l
-        self.configure(n_candidates=n_candidates, replan_every=replan_every, random_z=random_z, plan_metric=plan_metric)
+        self.oracle_z = False
+        self.configure(n_candidates=n_candidates, replan_every=replan_every, random_z=random_z, plan_metric=plan_metric,
+                       oracle_z=oracle_z)
         h, w = dynamics.grid_size
         self.observation_space = spaces.Dict(
             {
@@ -122,6 +128,7 @@ class PlanningWrapper(gym.Wrapper):
         replan_every: Optional[int] = None,
         random_z: Optional[bool] = None,
         plan_metric: Optional[str] = None,
+        oracle_z: Optional[bool] = None,
     ) -> None:
         """Change the planning settings (``None`` keeps a setting); the PVDR algorithm calls this on bound envs.
 
@@ -137,6 +144,10 @@ class PlanningWrapper(gym.Wrapper):
             self.replan_every = int(replan_every)
         if random_z is not None:
             self.random_z = bool(random_z)
+        if oracle_z is not None:
+            if oracle_z and not hasattr(self.env.unwrapped, "expert_future"):
+                raise ConfigError("oracle_z needs an env with expert_future(n_steps) (sb3_pvdr.envs' Meta-World env)")
+            self.oracle_z = bool(oracle_z)
         if plan_metric is not None:
             if plan_metric != self.planner.metric:
                 self.planner = Planner(self.planner.tokenizer, self.planner.dynamics, plan_metric)
@@ -184,12 +195,16 @@ class PlanningWrapper(gym.Wrapper):
 
     @torch.inference_mode()
     def _replan(self) -> None:
+        oracle = None
+        if self.oracle_z:
+            oracle = self.planner.tokenizer.encode(self.env.unwrapped.expert_future(self.l))
         self._plan = self.planner.plan(
             torch.from_numpy(self._context),
             self._goal_target,
             self.n_candidates,
             generator=self._generator,
             random_z=self.random_z,
+            oracle_future=oracle,
         )
         self._plan_frames = self._plan.frames.cpu().numpy()
         self._plan_offset = 0

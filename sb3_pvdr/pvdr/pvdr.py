@@ -75,6 +75,8 @@ class PVDR(PPO):
     :param n_candidates: N, latents sampled from the prior per planning call (eq. (2))
     :param replan_every: plan every this many env steps (1 = every step, as in the paper)
     :param random_z: ablation "PVDR random": the policy gets z ~ N(0, I) instead of the planned z*
+    :param oracle_z: debugging upper bound: z* is the posterior of the scripted expert's real next l frames
+        (:class:`~sb3_pvdr.planning.PlanningWrapper`'s ``oracle_z``), not a plan
     :param plan_metric: space of the plan distances in eqs. (2), (4), (6): ``"pixels"`` (decoded frames, as in
         A.1) or ``"codes"`` (codebook-embedding grids: no decoding, several times cheaper on a CPU)
     :param pretrained: False = ablation "PVDR w/o pre-training": the dynamics model is re-initialised at random
@@ -129,6 +131,7 @@ class PVDR(PPO):
         n_candidates: int = 16,
         replan_every: int = 1,
         random_z: bool = False,
+        oracle_z: bool = False,
         plan_metric: str = "pixels",
         pretrained: bool = True,
         finetune_rollouts: int = 1,
@@ -149,6 +152,7 @@ class PVDR(PPO):
         self.act_coef = float(act_coef)
         self.ppo_loss = bool(ppo_loss)
         self.n_candidates, self.replan_every, self.random_z = int(n_candidates), int(replan_every), bool(random_z)
+        self.oracle_z = bool(oracle_z)
         if plan_metric not in PLAN_METRICS:
             raise ConfigError(f"plan_metric must be one of {PLAN_METRICS}, got {plan_metric!r}")
         self.plan_metric = plan_metric
@@ -258,7 +262,8 @@ class PVDR(PPO):
         immediately; a ``SubprocVecEnv`` receives copies (rebound after each fine-tuning).
         """
         settings = dict(
-            n_candidates=self.n_candidates, replan_every=self.replan_every, random_z=self.random_z, plan_metric=self.plan_metric
+            n_candidates=self.n_candidates, replan_every=self.replan_every, random_z=self.random_z, plan_metric=self.plan_metric,
+            oracle_z=self.oracle_z,
         )
         if isinstance(env, VecEnv):
             env.env_method("bind_planner", self.tokenizer, self.dynamics, **settings)
