@@ -382,3 +382,17 @@ def test_spatial_pool_keeps_positions_that_mean_pool_blurs():
     assert change["spatial"] > 3 * change["mean"]
     with pytest.raises(ConfigError, match="pool must be one of"):
         PVDRFeaturesExtractor(env.observation_space, pool="max")
+
+
+def test_rollouts_log_planning_diagnostics():
+    from stable_baselines3.common.logger import configure
+
+    model = make_model(n_candidates=3)
+    model.set_logger(configure(None, []))
+    collect(model)
+    logged = model.logger.name_to_value
+    for key in ("plan/choice_gain", "plan/spread", "plan/z_change", "plan/replans_per_step", "rollout/goal_term_std",
+                "rollout/plan_term_std"):
+        assert key in logged and np.isfinite(logged[key]), key
+    assert logged["plan/replans_per_step"] == pytest.approx(1.0)  # replan_every=1: a new plan every step
+    assert logged["plan/choice_gain"] >= 0.0

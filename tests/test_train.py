@@ -235,6 +235,8 @@ def test_policy_kwargs_class_names_resolve_without_eval():
 def test_register_algorithms_adds_ppo_and_pvdr_when_defined(monkeypatch):
     from rl_zoo3.utils import ALGOS
 
+    from sb3_pvdr.ppo_tokens import TokenPPO  # imports the real sb3_pvdr.pvdr modules before they are faked
+
     class FakePVDR(PPO):
         pass
 
@@ -242,10 +244,10 @@ def test_register_algorithms_adds_ppo_and_pvdr_when_defined(monkeypatch):
     fake.__spec__ = types.SimpleNamespace(name="sb3_pvdr.pvdr")
     monkeypatch.setitem(sys.modules, "sb3_pvdr.pvdr", fake)
     monkeypatch.delitem(ALGOS, "pvdr", raising=False)
-    assert register_algorithms() == {"ppo": PPO}  # module without PVDR: not registered
+    assert register_algorithms() == {"ppo": PPO, "ppo_tokens": TokenPPO}  # module without PVDR: not registered
     assert "pvdr" not in ALGOS
     fake.PVDR = FakePVDR
-    assert register_algorithms() == {"ppo": PPO, "pvdr": FakePVDR}
+    assert register_algorithms() == {"ppo": PPO, "ppo_tokens": TokenPPO, "pvdr": FakePVDR}
     assert ALGOS["pvdr"] is FakePVDR and ALGOS["ppo"] is PPO
     monkeypatch.delitem(ALGOS, "pvdr")
     assert "pvdr" not in register_algorithms(include_pvdr=False)

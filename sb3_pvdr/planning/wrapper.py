@@ -15,6 +15,9 @@ What the wrapper keeps and reports:
 
   ``plan_tokens`` (l, h, w) int64   the plan chosen for the observation being returned;
   ``plan_offset`` int               steps since that plan was made (0 when ``replan_every == 1``);
+  ``plan_stats`` dict               on steps with a new plan: ``choice_gain`` (average candidate's goal distance
+                                    minus the chosen one's), ``spread`` (std of the candidates' distances),
+                                    ``z_change`` (relative change of z* from the previous plan);
   ``next_tokens`` (h, w) int64      tokens of the frame o_{t+1} just observed (step only);
   ``plan_errors`` (l,) float32      ``d(o_{t+1}, y^_{t-k})`` for k < l: the new frame against what the plan of
                                     step t-k predicted for it, NaN where no plan of this episode covers it
@@ -109,6 +112,8 @@ class PlanningWrapper(gym.Wrapper):
         self._goal: Optional[np.ndarray] = None
         self._goal_target: Optional[torch.Tensor] = None
         self._plan = None
+        self._plan_z: Optional[torch.Tensor] = None
+        self._plan_stats: dict[str, float] = {}
         self._plan_offset = 0
         # plans in force at the last l steps of this episode: (plan frames (l, H, W, 3), offset), oldest first
         self._history: deque[tuple[np.ndarray, int]] = deque(maxlen=self.l)
@@ -208,6 +213,16 @@ class PlanningWrapper(gym.Wrapper):
         )
         self._plan_frames = self._plan.frames.cpu().numpy()
         self._plan_offset = 0
+        d = self._plan.distances.float()
+        previous = self._plan_z
+        self._plan_z = self._plan.z_star
+        self._plan_stats = {
+            # how much closer to the goal the chosen plan is than the average candidate (eq. 2's effect)
+            "choice_gain": float(d.mean() - d.min()),
+            "spread": float(d.std()) if d.numel() > 1 else 0.0,
+            # relative change of z* at this re-plan (0: the same latent again)
+            "z_change": float((self._plan_z - previous).norm() / previous.norm().clamp_min(1e-8)) if previous is not None else float("nan"),
+        }
 
     def _observation(self) -> dict[str, np.ndarray]:
         return {"context_tokens": self._context.copy(), "z_star": self._plan.z_star.cpu().numpy().astype(np.float32)}
@@ -216,6 +231,8 @@ class PlanningWrapper(gym.Wrapper):
         info = dict(info)
         info["plan_tokens"] = self._plan.tokens.cpu().numpy()
         info["plan_offset"] = self._plan_offset
+        if self._plan_offset == 0:
+            info["plan_stats"] = self._plan_stats
         info["frame"] = frame
         info["goal"] = self._goal
         return info
@@ -229,6 +246,7 @@ class PlanningWrapper(gym.Wrapper):
         self._set_goal(obs["desired_goal"])
         self._context = np.repeat(self._encode(frame)[None], self.m, axis=0)  # only o_0 exists yet
         self._history.clear()
+        self._plan_z = None  # a new episode: no previous z* to compare with
         self._replan()
         self._history.append((self._plan_frames, 0))
         return self._observation(), self._plan_info(info, frame)

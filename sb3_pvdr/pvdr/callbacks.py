@@ -113,9 +113,28 @@ class RolloutRecorderCallback(BaseCallback):
     the one place SB3 exposes ``infos`` without copying ``collect_rollouts``.
     """
 
+    def _on_rollout_start(self) -> None:
+        self.plan_stats: dict[str, list[float]] = {}
+        self.steps = 0
+
     def _on_step(self) -> bool:
-        self.model.rollout_buffer.record(self.locals["infos"], self.locals["dones"])
+        infos = self.locals["infos"]
+        self.model.rollout_buffer.record(infos, self.locals["dones"])
+        self.steps += len(infos)
+        for info in infos:
+            for key, value in info.get("plan_stats", {}).items():
+                self.plan_stats.setdefault(key, []).append(value)
         return True
+
+    def _on_rollout_end(self) -> None:
+        """Planning diagnostics of the rollout: does eq. (2)'s choice matter, how often does z* change."""
+        stats = getattr(self, "plan_stats", {})
+        for key, values in stats.items():
+            finite = [v for v in values if np.isfinite(v)]
+            if finite:
+                self.logger.record(f"plan/{key}", float(np.mean(finite)))
+        if self.steps:
+            self.logger.record("plan/replans_per_step", len(stats.get("choice_gain", [])) / self.steps)
 
 
 class DynamicsFineTuneCallback(BaseCallback):

@@ -306,6 +306,9 @@ class PVDR(PPO):
         if continue_training and isinstance(rollout_buffer, PVDRRolloutBuffer):
             self.logger.record("rollout/pvdr_reward_mean", float(rollout_buffer.rewards.mean()))
             self.logger.record("rollout/plan_distance_mean", float(rollout_buffer.planning_term().mean()))
+            # eq. (6)'s two terms: after advantage normalisation only their relative variation counts
+            self.logger.record("rollout/goal_term_std", float(rollout_buffer.env_rewards.std()))
+            self.logger.record("rollout/plan_term_std", float(self.lambda_3 * rollout_buffer.planning_term().std()))
         if self.rollout_phase == FINETUNE and _in_subprocesses(env):
             self.bind_planning_env(env)  # subprocess envs hold copies of the models: refresh them
         return continue_training
