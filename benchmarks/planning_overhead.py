@@ -30,8 +30,10 @@ not faster code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
@@ -135,6 +137,59 @@ def raw_env_step_seconds(make, steps: int, seed: int) -> float:
     return elapsed
 
 
+# Where a training step's time goes: (label, class, method). Timers nest (render inside env step, tokenizer and
+# planning inside the planning wrapper's step): each row is the inclusive time of that call.
+STAGES = (
+    ("env step (physics + render)", "sb3_pvdr.envs.metaworld_env.ImageGoalMetaWorldEnv", "step"),
+    ("  render", "sb3_pvdr.envs.rendering.SceneRenderer", "render"),
+    ("tokenizer encode", "sb3_pvdr.planning.wrapper.PlanningWrapper", "_encode"),
+    ("planning (eq. 2)", "sb3_pvdr.planning.wrapper.PlanningWrapper", "_replan"),
+    ("policy forward while acting", "stable_baselines3.common.policies.ActorCriticPolicy", "forward"),
+    ("PPO update (+ L_act)", "stable_baselines3.ppo.ppo.PPO", "train"),
+    ("  L_act targets E(x, y)", "sb3_pvdr.pvdr.pvdr.PVDR", "_compute_alignment_targets"),
+    ("fine-tuning pass", "sb3_pvdr.pvdr.callbacks.DynamicsFineTuneCallback", "finetune"),
+)
+
+
+@contextlib.contextmanager
+def stage_timers() -> Iterator[dict[str, float]]:
+    """Patch the methods of :data:`STAGES` with timers; yields label -> accumulated seconds (outermost calls)."""
+    import importlib
+
+    totals: dict[str, float] = {label: 0.0 for label, _, _ in STAGES}
+    patched = []
+    for label, path, name in STAGES:
+        module, cls_name = path.rsplit(".", 1)
+        cls = getattr(importlib.import_module(module), cls_name)
+        original = cls.__dict__[name]
+        depth = {"n": 0}
+
+        def timed(*args, __original=original, __label=label, __depth=depth, **kwargs):
+            __depth["n"] += 1
+            start = time.perf_counter()
+            try:
+                return __original(*args, **kwargs)
+            finally:
+                __depth["n"] -= 1
+                if __depth["n"] == 0:  # PVDR.train calls PPO.train: count the outer call once
+                    totals[__label] += time.perf_counter() - start
+
+        setattr(cls, name, timed)
+        patched.append((cls, name, original))
+    try:
+        yield totals
+    finally:
+        for cls, name, original in patched:
+            setattr(cls, name, original)
+
+
+def print_breakdown(label: str, totals: dict[str, float], steps: int, elapsed: float) -> None:
+    print(f"  {label}: ms per env step (inclusive; {steps} steps, {1000 * elapsed / steps:.1f} ms in all)")
+    for stage, seconds in totals.items():
+        if seconds > 0:
+            print(f"    {stage:<32s}{1000 * seconds / steps:8.2f}")
+
+
 def training_steps_per_second(algo: str, env_id: str, rollouts: int, seed: int, **overrides) -> float:
     """``model.learn()`` env steps/s (SB3's ``time/fps``) with the yaml settings of ``algo`` for ``env_id``."""
     from stable_baselines3.common.env_util import make_vec_env
@@ -150,11 +205,13 @@ def training_steps_per_second(algo: str, env_id: str, rollouts: int, seed: int, 
     env = make_vec_env(lambda: make_metaworld_env(env_id, seed=seed, **env_kwargs), n_envs=n_envs, seed=seed, wrapper_class=wrapper)
     model = (PVDR if algo == "pvdr" else PPO)(env=env, seed=seed, device="cpu", **{**hp, **overrides})
     steps = rollouts * model.n_steps * n_envs
-    start = time.perf_counter()
-    model.learn(steps)
-    rate = steps / (time.perf_counter() - start)
+    with stage_timers() as totals:
+        start = time.perf_counter()
+        model.learn(steps)
+        elapsed = time.perf_counter() - start
+    print_breakdown(algo, totals, steps, elapsed)
     env.close()
-    return rate
+    return steps / elapsed
 
 
 @cli_entry
@@ -221,7 +278,7 @@ def main() -> None:
         wrapper = lambda env: PlanningWrapper(env, tokenizer, dynamics, seed=args.seed)  # noqa: E731
         ppo_fps = training_steps_per_second("ppo", args.env, args.train_rollouts, args.seed)
         pvdr_fps = training_steps_per_second("pvdr", args.env, args.train_rollouts, args.seed, wrapper=wrapper)
-        print(f"training env steps/s (model.learn, zoo_configs settings, {args.train_rollouts} rollouts each):")
+        print(f"training env steps/s (model.learn, zoo_configs settings, {args.train_rollouts} rollouts each; breakdowns above):")
         print(f"  pixel PPO                          {ppo_fps:8.1f}")
         print(f"  {'PVDR':<35s}{pvdr_fps:8.1f}   ratio {pvdr_fps / ppo_fps:.2f}x")
 
