@@ -21,6 +21,16 @@ from sb3_pvdr.pvdr import PVDR, PlanVideoCallback, PVDRPolicy, prior_loss, recon
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_POLICY = dict(features_extractor_kwargs=dict(dim=16, depth=1, heads=2, ff_dim=32))
+# the same aligner as a train.py `-params` value
+TINY_POLICY_PARAM = f"policy_kwargs:{ {'features_extractor_kwargs': TINY_POLICY['features_extractor_kwargs']}!r}"
+
+
+def save_tiny_models(folder: Path) -> tuple[Path, Path]:
+    """Write :func:`tiny_models` as ``folder/tok.pt`` and ``folder/dyn.pt`` (checkpoints for train.py runs)."""
+    tokenizer, dynamics = tiny_models()
+    tokenizer.save(folder / "tok.pt")
+    dynamics.save(folder / "dyn.pt")
+    return folder / "tok.pt", folder / "dyn.pt"
 
 
 def make_env(models=None, n_envs: int = 1, max_steps: int = 10, seed: int = 0):
@@ -266,6 +276,35 @@ def test_plan_video_callback_builds_context_plan_real_strips(tmp_path):
     assert len(list((tmp_path / "gifs").glob("plans_*.gif"))) == 1
 
 
+def test_plan_video_files_go_to_the_run_folder_else_beside_tensorboard(tmp_path):
+    from types import SimpleNamespace
+
+    from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+    from stable_baselines3.common.logger import configure
+
+    from sb3_pvdr.pvdr.callbacks import run_folder
+
+    env = make_env()
+    evaluator = EvalCallback(env, best_model_save_path=str(tmp_path / "run"))
+    assert run_folder([CheckpointCallback(10, str(tmp_path / "ckpt")), evaluator]) == str(tmp_path / "run")
+    assert run_folder([CheckpointCallback(10, str(tmp_path / "ckpt"))]) == str(tmp_path / "ckpt")
+    assert run_folder([EvalCallback(env, log_path=str(tmp_path / "evals"))]) == str(tmp_path / "evals")
+    assert run_folder([EvalCallback(env)]) is None
+    # PVDR.learn hands the callback the run folder
+    callback = PlanVideoCallback()
+    make_model(env=env).learn(1, callback=[callback, evaluator])
+    assert callback.run_folder == str(tmp_path / "run") and callback.video_dir() == str(tmp_path / "run" / "plan_videos")
+    video = np.zeros((2, 16, 48, 3), dtype=np.uint8)
+    # no run folder: beside the tensorboard events; no tensorboard either, or save_dir=None: no file
+    for save_dir, formats, expected in ((PlanVideoCallback().save_dir, ["tensorboard"], "tb/plan_videos"), (None, ["tensorboard"], None),
+                                        ("auto", ["csv"], None)):  # fmt: skip
+        callback = PlanVideoCallback(save_dir=save_dir)
+        callback.model = SimpleNamespace(logger=configure(str(tmp_path / "tb"), formats))
+        callback._write(video)
+        assert callback.video_dir() == (None if expected is None else str(tmp_path / expected))
+    assert [p.name for p in (tmp_path / "tb" / "plan_videos").iterdir()] == ["plans_0.gif"]
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 def test_train_py_smoke_and_load_in_a_new_process(tmp_path):
     tokenizer, dynamics = tiny_models()
@@ -396,3 +435,22 @@ def test_rollouts_log_planning_diagnostics():
         assert key in logged and np.isfinite(logged[key]), key
     assert logged["plan/replans_per_step"] == pytest.approx(1.0)  # replan_every=1: a new plan every step
     assert logged["plan/choice_gain"] >= 0.0
+
+
+def test_subprocess_workers_plan_with_the_fine_tuned_weights():
+    """--vec-env subproc: after a fine-tuning rollout the workers' planning models equal the fine-tuned ones."""
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    tokenizer, dynamics = tiny_models()
+    env = make_vec_env(lambda: PlanningWrapper(FakeImageGoalEnv(max_steps=10), tokenizer, dynamics, n_candidates=3),
+                       n_envs=2, seed=0, vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"})
+    try:
+        model = make_model(env, n_steps=12, finetune_rollouts=1, finetune_lr=1e-2)
+        before = {k: v.clone() for k, v in model.dynamics.state_dict().items()}
+        model.learn(24)  # one fine-tuning rollout (the model changes), then it is pushed to the workers
+        assert any(not torch.equal(before[k], v) for k, v in model.dynamics.state_dict().items())
+        for worker_planner in env.get_attr("planner"):
+            for k, v in model.dynamics.state_dict().items():
+                torch.testing.assert_close(worker_planner.dynamics.state_dict()[k], v)
+    finally:
+        env.close()
