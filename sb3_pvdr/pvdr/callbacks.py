@@ -21,6 +21,7 @@ pre-training balance carry over:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Optional
 
 import imageio.v3 as imageio
@@ -28,7 +29,7 @@ import numpy as np
 import torch as th
 import torch.nn.functional as F
 from einops import rearrange
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
 from tensorboard.compat.proto.summary_pb2 import Summary
 
@@ -38,6 +39,8 @@ from sb3_pvdr.pvdr.interface import FINETUNE, FineTunedModel
 from sb3_pvdr.tokenizer.model import VQTokenizer
 
 # b - batch, t - frames (l), h w - token grid, k - codebook size, H W c - pixels
+
+AUTO = "auto"  # PlanVideoCallback(save_dir=AUTO): files in the run folder (see PlanVideoCallback)
 
 
 def reconstruction_loss(dynamics: VisualDynamicsModel, x: th.Tensor, y: th.Tensor, lambda_1: float = 1e-3) -> tuple[th.Tensor, LossBreakdown]:
@@ -98,6 +101,20 @@ def prior_loss(
             target = codebook[tokenizer.encode(goals)]
         goal = plan_goal_distance(frames, target).mean()
     return kl_prior + lambda_2 * goal, {"kl_prior": kl_prior, "goal": goal}
+
+
+def run_folder(callbacks: Iterable[BaseCallback]) -> Optional[str]:
+    """The run's folder as the given callbacks know it: where an ``EvalCallback`` saves its best model (or its
+    ``evaluations.npz``), else where a ``CheckpointCallback`` saves; ``None`` if none of them saves anything.
+    Under ``train.py`` (rl-zoo) both are the run folder ``<log-folder>/<algo>/<env>_<n>``."""
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if isinstance(cb, EvalCallback) and (cb.best_model_save_path or cb.log_path):
+            return cb.best_model_save_path or os.path.dirname(cb.log_path)
+    for cb in callbacks:
+        if isinstance(cb, CheckpointCallback):
+            return cb.save_path
+    return None
 
 
 def _minibatches(n: int, batch_size: int, rng: np.random.Generator, max_batches: Optional[int] = None) -> list[np.ndarray]:
@@ -226,23 +243,30 @@ class PlanVideoCallback(BaseCallback):
 
     The video is written as an animated GIF image summary (tag ``pvdr/plans``, the IMAGES tab of tensorboard)
     straight to the run's tensorboard writer, because ``SummaryWriter.add_video`` needs ``moviepy.editor``,
-    which moviepy 2 removed. With ``save_dir`` the GIFs are also written to files.
+    which moviepy 2 removed, and as a file ``plans_<timesteps>.gif`` in :meth:`video_dir`: by default
+    ``<run folder>/plan_videos/``, where the run folder is the one where the run's ``EvalCallback`` saves its best
+    model (or its ``CheckpointCallback`` its checkpoints): ``logs/pvdr/reach-v2_1/`` under ``train.py``. PVDR
+    tells the callback that folder when ``learn`` starts (:func:`run_folder`); without such a callback the
+    files go beside the tensorboard events (``<tensorboard run>/plan_videos/``), and without tensorboard either
+    nowhere.
 
     :param every_n_rollouts: log a video every this many rollouts (the first rollout included)
     :param n_clips: clips per video
     :param fps: frames per second of the video
-    :param save_dir: also write ``plans_<timesteps>.gif`` files here (``None``: tensorboard only)
+    :param save_dir: folder of the ``plans_<timesteps>.gif`` files; ``"auto"`` (default): as above;
+        ``None``: no files (tensorboard only)
     :param verbose: verbosity
     """
 
     model: FineTunedModel  # type: ignore[assignment]
 
-    def __init__(self, every_n_rollouts: int = 5, n_clips: int = 4, fps: int = 4, save_dir: Optional[str] = None, verbose: int = 0) -> None:
+    def __init__(self, every_n_rollouts: int = 5, n_clips: int = 4, fps: int = 4, save_dir: Optional[str] = AUTO, verbose: int = 0) -> None:
         super().__init__(verbose)
         self.every_n_rollouts = every_n_rollouts
         self.n_clips = n_clips
         self.fps = fps
         self.save_dir = save_dir
+        self.run_folder: Optional[str] = None  # set by PVDR.learn (see run_folder())
         self._n_rollouts = 0
         self._steps: list[tuple[np.ndarray, np.ndarray, bool]] = []
         self.last_video: Optional[np.ndarray] = None
@@ -267,11 +291,23 @@ class PlanVideoCallback(BaseCallback):
                 self._write(video)
         self._n_rollouts += 1
 
+    def video_dir(self) -> Optional[str]:
+        """Where the GIF files go: ``save_dir``, else ``<run folder>/plan_videos``, else ``<tensorboard run>/plan_videos``."""
+        if self.save_dir != AUTO:
+            return self.save_dir
+        if self.run_folder is not None:
+            return os.path.join(self.run_folder, "plan_videos")
+        for output in self.logger.output_formats:
+            if isinstance(output, TensorBoardOutputFormat):
+                return os.path.join(output.writer.log_dir, "plan_videos")
+        return None
+
     def _write(self, video: np.ndarray) -> None:
         gif = imageio.imwrite("<bytes>", video, extension=".gif", duration=1000 / self.fps, loop=0)
-        if self.save_dir is not None:
-            os.makedirs(self.save_dir, exist_ok=True)
-            with open(os.path.join(self.save_dir, f"plans_{self.num_timesteps}.gif"), "wb") as f:
+        folder = self.video_dir()
+        if folder is not None:
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, f"plans_{self.num_timesteps}.gif"), "wb") as f:
                 f.write(gif)
         height, width = video.shape[1:3]
         summary = Summary(
@@ -311,5 +347,6 @@ __all__ = [
     "RolloutRecorderCallback",
     "prior_loss",
     "reconstruction_loss",
+    "run_folder",
 ]
 

@@ -44,7 +44,7 @@ from sb3_pvdr.common.errors import ConfigError
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
 from sb3_pvdr.planning.planner import PLAN_METRICS, PathOrModule, eval_mode, load_planning_models
 from sb3_pvdr.pvdr.buffer import PVDRRolloutBuffer, PVDRRolloutBufferSamples
-from sb3_pvdr.pvdr.callbacks import DynamicsFineTuneCallback, RolloutRecorderCallback
+from sb3_pvdr.pvdr.callbacks import DynamicsFineTuneCallback, PlanVideoCallback, RolloutRecorderCallback, run_folder
 from sb3_pvdr.pvdr.interface import ALIGN, FINETUNE
 from sb3_pvdr.pvdr.policies import PVDRPolicy
 from sb3_pvdr.tokenizer.config import TokenizerConfig
@@ -289,9 +289,12 @@ class PVDR(PPO):
             internal.append(DynamicsFineTuneCallback())
         user = callback if isinstance(callback, list) else ([] if callback is None else [callback])
         user = [cb if isinstance(cb, BaseCallback) else ConvertCallback(cb) for cb in user]
+        folder = run_folder(_walk_callbacks(user))
         for cb in _walk_callbacks(user):
             if isinstance(cb, EvalCallback):
                 self.bind_planning_env(cb.eval_env)
+            if isinstance(cb, PlanVideoCallback):
+                cb.run_folder = folder  # plan videos as files in the run folder
         return super()._init_callback(internal + user, progress_bar)
 
     def _phase_of(self, rollout_index: int) -> str:
