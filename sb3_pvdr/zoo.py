@@ -52,6 +52,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pvdr.common.errors import ConfigError, cli_entry
 from sb3_pvdr.common.utils import get_device
+from sb3_pvdr.hyperparams_opt import register_samplers
 
 # Where ``train.py`` looks for ``<algo>.yml`` unless ``--conf-file`` is given: the repository's
 # ``zoo_configs/`` (``train.py`` lives next to it and passes its own path).
@@ -110,6 +111,7 @@ def register_algorithms(include_pvdr: bool = True) -> dict[str, type[BaseAlgorit
         if pvdr is not None:
             ours["pvdr"] = pvdr
     ALGOS.update(ours)
+    register_samplers(ours)  # their Optuna search spaces, for train.py -optimize (sb3_pvdr/hyperparams_opt.py)
     return ours
 
 
