@@ -32,6 +32,7 @@ setup(
         "vector-quantize-pytorch>=1.14",
         "imageio>=2.31",
         "matplotlib>=3.7",  # learning curves (python -m sb3_pvdr.experiments plot)
+        "scikit-learn",  # t-SNE of python -m sb3_pvdr.visualize tsne (paper Fig. 6)
         "pandas",  # train.py -optimize: rl-zoo writes the Optuna study's report with optuna's trials_dataframe
         "imageio-ffmpeg>=0.4.9",
         "h5py>=3.9",
