@@ -88,7 +88,7 @@ def test_profiles_and_strict_config(tmp_path):
     with pytest.raises(ConfigError, match="not divisible"):
         TokenizerConfig(image_size=60)
     with pytest.raises(ConfigError, match="perceptual_weight"):
-        TokenizerConfig(perceptual_weight=1.0)
+        TokenizerConfig(perceptual_weight=-1.0)
     with pytest.raises(ConfigError, match="unknown tokenizer profile"):
         TokenizerConfig.profile("gpu")
 

@@ -32,7 +32,7 @@ import dataclasses
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import yaml
 
@@ -63,8 +63,12 @@ class TokenizerConfig:
     :param commitment_weight: weight of the commitment loss ||z - sg(q)||^2
     :param l1_weight: weight of the L1 reconstruction loss
     :param mse_weight: weight of the MSE reconstruction loss
-    :param perceptual_weight: must stay 0: a perceptual (LPIPS) term needs pretrained VGG/AlexNet weights,
-        which cannot be downloaded here (the ``lpips`` wheel ships only its linear heads)
+    :param perceptual_weight: weight of the LPIPS-style perceptual loss on VGG16 features (VQGAN uses 1.0); it
+        needs ImageNet VGG16 weights, which are never downloaded (:mod:`sb3_pvdr.tokenizer.perceptual`)
+    :param perceptual_vgg: torchvision's ``vgg16`` state-dict file; ``None``: torchvision's cache
+        (``<torch hub dir>/checkpoints/vgg16-397923af.pth``)
+    :param perceptual_heads: LPIPS linear heads file; ``None``: the ``lpips`` package's when it is installed,
+        else equal weights (a plain VGG feature distance)
     :param disc_weight: weight of the PatchGAN adversarial loss (0 disables the discriminator)
     :param disc_start: training step at which the adversarial loss switches on
     :param disc_channels: base width of the PatchGAN discriminator
@@ -100,6 +104,8 @@ class TokenizerConfig:
     l1_weight: float = 1.0
     mse_weight: float = 1.0
     perceptual_weight: float = 0.0
+    perceptual_vgg: Optional[str] = None
+    perceptual_heads: Optional[str] = None
     disc_weight: float = 0.0
     disc_start: int = 10_000
     disc_channels: int = 64
@@ -152,11 +158,8 @@ class TokenizerConfig:
             raise ConfigError(f"patch_size={self.patch_size} must be a power of 2 and at most the downsampling factor {self.downsample_factor}")
         if not 2 <= self.codebook_size <= 65536:
             raise ConfigError(f"codebook_size={self.codebook_size} must be in [2, 65536] (tokens are stored as uint16)")
-        if self.perceptual_weight != 0:
-            raise ConfigError(
-                "perceptual_weight must be 0: an LPIPS term needs pretrained VGG/AlexNet weights, "
-                "which are not available offline; use l1_weight/mse_weight (and disc_weight)"
-            )
+        if self.perceptual_weight < 0:
+            raise ConfigError(f"perceptual_weight={self.perceptual_weight} must be >= 0 (0: no perceptual loss)")
         for name in ("channels", "z_channels", "code_dim", "num_res_blocks", "batch_size", "steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be positive")

@@ -1,9 +1,11 @@
-"""Tokenizer losses: reconstruction (L1 + MSE) + commitment, and an optional PatchGAN adversarial term
-(VQGAN, https://arxiv.org/abs/2012.09841, eq. (5)-(7): hinge loss, adaptive weight, delayed start).
+"""Tokenizer losses: reconstruction (L1 + MSE, and a perceptual term where VGG16 weights are available) +
+commitment, and an optional PatchGAN adversarial term (VQGAN, https://arxiv.org/abs/2012.09841, eq. (5)-(7):
+hinge loss, adaptive weight, delayed start).
 
-No perceptual (LPIPS) term: it needs an ImageNet-pretrained VGG/AlexNet, and no such weights can be
-downloaded here (the ``lpips`` wheel ships only its linear heads; torchvision fetches the backbone
-at run time). ``TokenizerConfig.perceptual_weight`` is therefore fixed at 0.
+The perceptual term (``perceptual_weight > 0``, VQGAN's L_rec = |x - x^| + LPIPS) is
+:class:`~sb3_pvdr.tokenizer.perceptual.PerceptualLoss`: it needs ImageNet VGG16 weights, which are never
+downloaded; building the loss without them is a one-line ConfigError saying where to put them. The VGG is a
+fixed metric: it is kept out of this module's ``state_dict`` (training checkpoints stay small and load either way).
 """
 
 # b - batch, c - channels, H W - pixels
@@ -19,8 +21,9 @@ from torch import Tensor, nn
 
 from sb3_pvdr.tokenizer.config import TokenizerConfig
 from sb3_pvdr.tokenizer.model import VQOutput
+from sb3_pvdr.tokenizer.perceptual import PerceptualLoss
 
-LossBreakdown = namedtuple("LossBreakdown", ["l1", "mse", "commitment", "generator", "adaptive_weight"])
+LossBreakdown = namedtuple("LossBreakdown", ["l1", "mse", "perceptual", "commitment", "generator", "adaptive_weight"])
 
 
 class PatchDiscriminator(nn.Module):
@@ -62,8 +65,10 @@ def adaptive_weight(rec_loss: Tensor, gen_loss: Tensor, last_layer: Tensor, max_
 class TokenizerLoss(nn.Module):
     """Total tokenizer loss with a named breakdown, and the discriminator's loss when it is enabled.
 
-    :param config: loss weights (``l1_weight``, ``mse_weight``, ``commitment_weight`` is applied by the
-        quantizer, ``disc_weight``, ``disc_start``, ``disc_channels``, ``disc_layers``)
+    :param config: loss weights (``l1_weight``, ``mse_weight``, ``perceptual_weight`` with ``perceptual_vgg`` /
+        ``perceptual_heads``, ``commitment_weight`` is applied by the quantizer, ``disc_weight``, ``disc_start``,
+        ``disc_channels``, ``disc_layers``)
+    :raises ConfigError: ``perceptual_weight > 0`` and no VGG16 weights
     """
 
     def __init__(self, config: TokenizerConfig):
@@ -72,6 +77,15 @@ class TokenizerLoss(nn.Module):
         self.discriminator: Optional[PatchDiscriminator] = (
             PatchDiscriminator(config.disc_channels, config.disc_layers) if config.disc_weight > 0 else None
         )
+        # a tuple, not a submodule: not in state_dict, moved to the images' device on use
+        self._perceptual: tuple[PerceptualLoss, ...] = (
+            (PerceptualLoss.from_paths(config.perceptual_vgg, config.perceptual_heads),) if config.perceptual_weight > 0 else ()
+        )
+
+    @property
+    def perceptual(self) -> Optional[PerceptualLoss]:
+        """The perceptual metric, ``None`` when ``perceptual_weight`` is 0."""
+        return self._perceptual[0] if self._perceptual else None
 
     def adversarial_active(self, step: int) -> bool:
         return self.discriminator is not None and step >= self.config.disc_start
@@ -88,15 +102,19 @@ class TokenizerLoss(nn.Module):
         l1 = (out.recon - images).abs().mean()
         mse = F.mse_loss(out.recon, images)
         rec = cfg.l1_weight * l1 + cfg.mse_weight * mse
-        total = rec + out.commit_loss  # commit_loss already carries commitment_weight
         zero = rec.new_zeros(())
+        perceptual = zero
+        if self.perceptual is not None:
+            perceptual = self.perceptual.to(images.device)(out.recon, images).mean()
+            rec = rec + cfg.perceptual_weight * perceptual
+        total = rec + out.commit_loss  # commit_loss already carries commitment_weight
         generator, weight = zero, zero
         if self.adversarial_active(step):
             assert self.discriminator is not None
             generator = -self.discriminator(out.recon).mean()
             weight = adaptive_weight(rec, generator, last_layer) if torch.is_grad_enabled() else rec.new_ones(())
             total = total + cfg.disc_weight * weight * generator
-        return total, LossBreakdown(l1.detach(), mse.detach(), out.commit_loss.detach(), generator.detach(), weight)
+        return total, LossBreakdown(l1.detach(), mse.detach(), perceptual.detach(), out.commit_loss.detach(), generator.detach(), weight)
 
     def discriminator_loss(self, images: Tensor, recon: Tensor) -> Tensor:
         """Hinge loss of the discriminator on real frames vs (detached) reconstructions."""

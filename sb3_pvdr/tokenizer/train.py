@@ -158,6 +158,8 @@ def train_step(state: TrainState, images: Tensor) -> dict[str, float]:
     terms = breakdown._asdict()
     if loss_fn.discriminator is None:  # no adversarial term at all: don't log constant zeros
         terms = {k: v for k, v in terms.items() if k not in ("generator", "adaptive_weight")}
+    if loss_fn.perceptual is None:
+        terms.pop("perceptual")
     logs = {"loss/total": float(total.detach()), "lr": lr, **{f"loss/{k}": float(v) for k, v in terms.items()}}
     if loss_fn.adversarial_active(step):
         assert state.disc_optimizer is not None
