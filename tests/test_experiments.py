@@ -149,3 +149,10 @@ def test_plot_keeps_committed_rows_of_runs_that_are_elsewhere(tmp_path):
     from sb3_pvdr.experiments.__main__ import finished_elsewhere
 
     assert finished_elsewhere(load_experiment(exp), out) == {"ppo-a/reach-v2/0"}
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- results:tiny -->\nold\n<!-- /results:tiny -->\nafter\n")
+    assert experiments_main(["plot", str(exp), "--results", str(tmp_path / "results"), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old" not in text and "| reach-v2 | ppo-a |" in text and "results/tiny/curves.png" in text and text.endswith("after\n")
+    with pytest.raises(SystemExit):
+        experiments_main(["plot", str(exp), "--results", str(tmp_path / "results"), "--readme", str(exp)])

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from sb3_pvdr.common.errors import cli_entry
+from sb3_pvdr.common.errors import ConfigError, cli_entry
 from sb3_pvdr.experiments.results import (
     collect_curves,
     machine_info,
@@ -42,6 +42,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             p.add_argument("--print-commands", action="store_true", help="print one command per run instead of running")
             p.add_argument("--status-every", type=float, default=60.0, help="seconds between progress blocks")
             p.add_argument("--no-plot", action="store_true", help="do not write curves/table when the runs end")
+        if name in ("run", "plot"):
+            p.add_argument("--readme", default=None,
+                           help="also replace the block between <!-- results:NAME --> and <!-- /results:NAME --> in this "
+                                "markdown file with the table and the curves")
     return parser.parse_args(argv)
 
 
@@ -85,6 +89,26 @@ def write_results(spec: ExperimentSpec, results_dir: Path) -> str:
     return table
 
 
+def update_readme(readme: Path, spec: ExperimentSpec, results_dir: Path, table: str) -> bool:
+    """Replace the ``<!-- results:NAME -->`` block of ``readme`` with the table and the curve images (atomic).
+
+    :return: whether the block was found
+    """
+    start, end = f"<!-- results:{spec.name} -->", f"<!-- /results:{spec.name} -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        return False
+    rel = os.path.relpath(results_dir, readme.parent)
+    block = (f"{start}\nSuccess rate (%) at each budget, mean ± std over seeds (n = seeds that reached it), "
+             f"from `{rel}/curves.csv`:\n\n{table}\n![{spec.name} curves]({rel}/curves.png)\n"
+             f"![{spec.name} curves, wall-clock]({rel}/curves_wall.png)\n{end}")
+    head, rest = text.split(start, 1)
+    tmp = readme.with_name(f".{readme.name}.tmp")
+    tmp.write_text(head + block + rest.split(end, 1)[1])
+    os.replace(tmp, readme)
+    return True
+
+
 @cli_entry
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
@@ -101,12 +125,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         runner.print_status(runs, {})
         return 0
     if args.command == "plot":
-        print(write_results(spec, results_dir), end="")
+        table = write_results(spec, results_dir)
+        print(table, end="")
+        if args.readme and not update_readme(Path(args.readme), spec, results_dir, table):
+            raise ConfigError(f"{args.readme} has no <!-- results:{spec.name} --> ... <!-- /results:{spec.name} --> block")
         print(f"wrote {results_dir}/curves.csv, curves.png, curves_wall.png, table.md, meta.json")
         return 0
     failed = runner.run(runs)
     if not args.no_plot:
-        print(write_results(spec, results_dir), end="")
+        table = write_results(spec, results_dir)
+        print(table, end="")
+        if args.readme:
+            update_readme(Path(args.readme), spec, results_dir, table)
     return 0 if failed == 0 else 1
 
 
