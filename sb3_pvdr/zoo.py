@@ -133,6 +133,21 @@ def algorithm_kwargs(algo_class: type) -> set[str]:
     return names - {"self", "env"}
 
 
+def algorithm_keys_help(algo: str, algo_class: type) -> str:
+    """The ``-params`` keys an algorithm adds to PPO's, with their ``:param`` descriptions (for ``train.py -h``)."""
+    import re
+
+    own = [name for name in algorithm_kwargs(algo_class) - algorithm_kwargs(PPO) if not name.startswith("_")]
+    docs = dict(re.findall(r":param (\w+): ((?:.|\n(?!\s*:))*)", inspect.getdoc(algo_class) or ""))
+    lines = [f"{algo} keys besides PPO's (python train.py --algo {algo} -params key:value ...; defaults in "
+             f"zoo_configs/{algo}.yml):"]
+    order = list(inspect.signature(algo_class.__init__).parameters)
+    for name in sorted(own, key=order.index):
+        text = " ".join(docs.get(name, "").split())
+        lines.append(f"  {name:<22s}{text}")
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------------------------
 # Hyperparameter files
 # --------------------------------------------------------------------------------------------
@@ -497,6 +512,8 @@ def _prepare_argv(argv: list[str], config_dir: str | Path | None) -> list[str]:
     known, _ = pre.parse_known_args(argv)
     if known.help:
         register_algorithms()  # list them all
+        if known.algo in ALGOS and ALGOS[known.algo] is not PPO:
+            print(algorithm_keys_help(known.algo, ALGOS[known.algo]))
         return argv
     for module in known.gym_packages:  # rl-zoo imports them too, but after its own env check
         importlib.import_module(module)

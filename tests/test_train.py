@@ -280,3 +280,14 @@ def test_callbacks_end_once_and_training_ends_with_an_evaluation(tmp_path):
     eval_callback = EvalCallback(eval_env, eval_freq=32, n_eval_episodes=1, log_path=str(tmp_path), verbose=0)
     model.learn(64, callback=[eval_callback, FinalEvalCallback(eval_callback)])
     assert eval_callback.evaluations_timesteps == [32, 64]
+
+
+def test_help_lists_the_algorithms_own_keys(capsys):
+    from sb3_pvdr.pvdr import PVDR
+    from sb3_pvdr.zoo import algorithm_keys_help
+
+    text = algorithm_keys_help("pvdr", PVDR)
+    for key in ("tokenizer", "dynamics", "lambda_2", "n_candidates", "oracle_z", "finetune_batches"):
+        assert f"\n  {key} " in text
+    assert "clip_range" not in text  # PPO's own keys are rl-zoo's business
+    assert "shipped model's name" in text

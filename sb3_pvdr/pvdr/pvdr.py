@@ -64,8 +64,10 @@ class PVDR(PPO):
     paper's Table 3 where it gives them (gamma 0.99, GAE lambda 0.92, vf_coef 0.5, max_grad_norm 1.0,
     learning rate 3e-4; Table 3's minibatch of 100 is set in ``zoo_configs/pvdr.yml``). PVDR's own arguments:
 
-    :param tokenizer: ``VQTokenizer``, its checkpoint path, or ``None`` to use the env's ``PlanningWrapper``'s
-    :param dynamics: ``VisualDynamicsModel``, its checkpoint path, or ``None`` to use the env's
+    :param tokenizer: ``VQTokenizer``, its checkpoint path, a shipped model's name (``metaworld-64``), or ``None``
+        to use the env's ``PlanningWrapper``'s
+    :param dynamics: ``VisualDynamicsModel``, its checkpoint path, a shipped model's name, or ``None`` to use the
+        env's ``PlanningWrapper``'s
     :param lambda_1: weight of the bottleneck KL added to L_rec when fine-tuning (Table 2: 1e-3; 0 = eq. (3))
     :param lambda_2: weight of the goal-oriented term of L_prior (eq. (4); Table 2: 0.8 Meta-World, 2.5 RLBench;
         0 = ablation "w/o prior opt")
