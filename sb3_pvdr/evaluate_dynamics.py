@@ -184,7 +184,8 @@ def evaluate_task(model: VisualDynamicsModel, tokenizer: Any, task: str, variant
     for n in candidates:
         gap = result[f"goal_distance/average@{n}"] - result["goal_distance/expert"]
         gain = result[f"goal_distance/average@{n}"] - result[f"goal_distance/chosen@{n}"]
-        result[f"plan_gain@{n}"] = gain / gap if abs(gap) > 1e-9 else float("nan")
+        # undefined when the expert's plan is not closer to the goal than the average candidate (e.g. z is ignored)
+        result[f"plan_gain@{n}"] = gain / gap if gap > 1e-4 else float("nan")
     return result
 
 
