@@ -47,7 +47,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 from pretrain_throughput import matmul_flops_per_s  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from sb3_pvdr.common.errors import cli_entry  # noqa: E402
+from sb3_pvdr.common.errors import ConfigError, cli_entry  # noqa: E402
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel  # noqa: E402
 from sb3_pvdr.envs import make_metaworld_env  # noqa: E402
 from sb3_pvdr.planning import Planner, PlanningWrapper  # noqa: E402
@@ -84,6 +84,9 @@ class Args:
     """torch threads (train.py uses 1)"""
     train_rollouts: int = 2
     """rollouts of model.learn() timed per agent (2 = one PVDR fine-tuning + one alignment rollout)"""
+    train_vec_env: str = "dummy"
+    """vec env of the model.learn() figures: dummy (one process) or subproc (one process per env: both cores act
+    and plan; PVDR pushes its fine-tuned weights to the workers after each fine-tuning rollout)"""
     seed: int = 0
     """seed"""
 
@@ -202,7 +205,11 @@ def training_steps_per_second(algo: str, env_id: str, rollouts: int, seed: int, 
     n_envs, env_kwargs = hp.pop("n_envs", 1), hp.pop("env_kwargs", {})
     hp["policy_kwargs"] = resolve_policy_kwargs(hp.get("policy_kwargs", {}))
     wrapper = overrides.pop("wrapper", None)
-    env = make_vec_env(lambda: make_metaworld_env(env_id, seed=seed, **env_kwargs), n_envs=n_envs, seed=seed, wrapper_class=wrapper)
+    vec_env = overrides.pop("vec_env", "dummy")
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    env = make_vec_env(lambda: make_metaworld_env(env_id, seed=seed, **env_kwargs), n_envs=n_envs, seed=seed, wrapper_class=wrapper,
+                       vec_env_cls=SubprocVecEnv if vec_env == "subproc" else DummyVecEnv)
     model = (PVDR if algo == "pvdr" else PPO)(env=env, seed=seed, device="cpu", **{**hp, **overrides})
     steps = rollouts * model.n_steps * n_envs
     with stage_timers() as totals:
@@ -276,9 +283,13 @@ def main() -> None:
     # ------------------------------------------------------------------ training env steps/s (SB3 time/fps)
     if args.train_rollouts > 0:
         wrapper = lambda env: PlanningWrapper(env, tokenizer, dynamics, seed=args.seed)  # noqa: E731
-        ppo_fps = training_steps_per_second("ppo", args.env, args.train_rollouts, args.seed)
-        pvdr_fps = training_steps_per_second("pvdr", args.env, args.train_rollouts, args.seed, wrapper=wrapper)
-        print(f"training env steps/s (model.learn, zoo_configs settings, {args.train_rollouts} rollouts each; breakdowns above):")
+        if args.train_vec_env not in ("dummy", "subproc"):
+            raise ConfigError(f"--train-vec-env must be dummy or subproc, got {args.train_vec_env!r}")
+        ppo_fps = training_steps_per_second("ppo", args.env, args.train_rollouts, args.seed, vec_env=args.train_vec_env)
+        pvdr_fps = training_steps_per_second("pvdr", args.env, args.train_rollouts, args.seed, wrapper=wrapper,
+                                             vec_env=args.train_vec_env)
+        print(f"training env steps/s (model.learn, zoo_configs settings, {args.train_rollouts} rollouts each, "
+              f"{args.train_vec_env} vec env; breakdowns above: in subproc workers' env time is not seen):")
         print(f"  pixel PPO                          {ppo_fps:8.1f}")
         print(f"  {'PVDR':<35s}{pvdr_fps:8.1f}   ratio {pvdr_fps / ppo_fps:.2f}x")
 
