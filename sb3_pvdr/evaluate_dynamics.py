@@ -144,7 +144,7 @@ def expert_clip(task: str, seed: int, m: int, l: int, image_size: int) -> tuple[
 
 @torch.no_grad()
 def evaluate_task(model: VisualDynamicsModel, tokenizer: Any, task: str, variants: int, seed_base: int,
-                  candidates: tuple[int, ...], generator: torch.Generator) -> dict[str, Any]:
+                  candidates: tuple[int, ...], generator: torch.Generator, temperature: float = 1.0) -> dict[str, Any]:
     """Accuracy, plan diversity and plan gain on ``variants`` held-out variants of ``task`` (module docstring)."""
     m, l = model.config.m, model.config.l  # noqa: E741
     n_max = max(candidates)
@@ -166,7 +166,7 @@ def evaluate_task(model: VisualDynamicsModel, tokenizer: Any, task: str, variant
             if changed.any():
                 add(f"{name}/changed", hit[changed].mean().item())
         # N prior candidates (nested: the first 4 of 16 of 64), their plans' last frames
-        z = prior.mean + prior.std * torch.randn((n_max, *prior.mean.shape[1:]), generator=generator)
+        z = prior.mean + temperature * prior.std * torch.randn((n_max, *prior.mean.shape[1:]), generator=generator)
         plans = model.generate(x, torch.cat((z, z_post)))  # (n_max + 1, l, h, w); the last: the expert's z
         last = plans[:, -1]
         differ = (last[:n_max, None] != last[None, :n_max]).float().mean(dim=(2, 3))  # (n, n)
@@ -242,6 +242,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--variants", type=int, default=20, help="held-out variants per task (default 20)")
     parser.add_argument("--seed-base", type=int, default=100_000, help="env seeds of the held-out variants start here")
     parser.add_argument("--candidates", default="4,16,64", help="N of the plan gain (default 4,16,64)")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="prior std scale of the candidates (PVDR's prior_temperature; default 1)")
     parser.add_argument("--clips", type=int, default=256, help="held-out clips, spread evenly over the folder")
     parser.add_argument("--prior-samples", type=int, default=4, help="z samples from the prior per clip")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -266,7 +268,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args.task:
         generator = torch.Generator().manual_seed(args.seed)
         for task in [t.strip() for t in args.task.split(",") if t.strip()]:
-            report[task] = evaluate_task(model, tokenizer, task, args.variants, args.seed_base, candidates, generator)
+            report[task] = evaluate_task(model, tokenizer, task, args.variants, args.seed_base, candidates, generator,
+                                         args.temperature)
             print_task_report(task, report[task], candidates)
     if args.data is None:
         if args.json:

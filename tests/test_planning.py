@@ -276,3 +276,18 @@ def test_expert_future_leaves_the_episode_unchanged():
         (oa, ra, *_), (ob, rb, *_) = a.step(action), b.step(action)
         np.testing.assert_array_equal(oa["observation"], ob["observation"])
         assert ra == rb
+
+
+def test_prior_temperature_spreads_the_candidates():
+    tokenizer, dynamics = tiny_models()
+    planner = Planner(tokenizer, dynamics, "codes")
+    context = torch.randint(0, 16, (2, *tokenizer.grid_size))
+    goal = torch.randint(0, 256, (IMAGE, IMAGE, 3), dtype=torch.uint8)
+    prior = dynamics.prior(context[None])
+    spread = {}
+    for t in (1.0, 3.0):
+        plan = planner.plan(context, goal, 1, generator=torch.Generator().manual_seed(0), temperature=t)
+        spread[t] = (plan.z_star - prior.mean[0]).abs().mean().item()
+    assert spread[3.0] == pytest.approx(3 * spread[1.0], rel=1e-4)
+    with pytest.raises(ConfigError, match="prior_temperature"):
+        PlanningWrapper(FakeImageGoalEnv(), tokenizer, dynamics, prior_temperature=0.0)

@@ -182,6 +182,7 @@ class Planner:
         generator: Optional[torch.Generator] = None,
         random_z: bool = False,
         oracle_future: Optional[Tensor] = None,
+        temperature: float = 1.0,
     ) -> PlanResult:
         """Sample ``n_candidates`` latents from the prior, decode their plans, keep the closest to the goal.
 
@@ -192,6 +193,8 @@ class Planner:
         :param random_z: ablation "PVDR random": z ~ N(0, I) instead of planning (one candidate, no argmin)
         :param oracle_future: debugging upper bound: tokens ``(l, h, w)`` of the real future (e.g. the scripted
             expert's); z* is then the posterior mean E(x, y) of it (one candidate, no argmin)
+        :param temperature: candidates are ``mean + temperature * std * eps``: 1 samples the prior P(.|x) itself,
+            larger values spread the N candidates wider (more diverse plans for eq. (2) to choose from)
         """
         device = self.device
         x = context.to(device).long()[None]
@@ -203,7 +206,7 @@ class Planner:
             else:
                 prior = self.dynamics.prior(x)
                 eps = torch.randn((n_candidates, *self.dynamics.z_shape), generator=generator, device=device)
-                z = prior.mean + prior.std * eps  # (n, h, w, d): N reparameterised samples of P(.|x)
+                z = prior.mean + temperature * prior.std * eps  # (n, h, w, d): N samples of P(.|x) (tempered)
             tokens = self.dynamics.generate(x, z, use_cache=True)
             frames = self.represent(tokens)
         if goal.dtype == torch.uint8:

@@ -66,6 +66,8 @@ class PlanningWrapper(gym.Wrapper):
     :param oracle_z: debugging upper bound (issue "Make PVDR learn"): z* is the posterior of the real next l frames
         of metaworld's scripted expert, simulated on the side from the current state (``env.unwrapped.expert_future``)
         instead of a plan from the prior; tells whether the aligner can use a perfect z at all
+    :param prior_temperature: candidates are sampled from the prior with its std scaled by this (1: the prior itself;
+        larger: more diverse plans for eq. (2) to choose from)
     :param device: device for models loaded from paths (modules passed in keep their device)
     :param seed: seed of the prior-sampling generator (``reset(seed=...)`` re-seeds it)
     """
@@ -80,6 +82,7 @@ class PlanningWrapper(gym.Wrapper):
         random_z: bool = False,
         plan_metric: str = "pixels",
         oracle_z: bool = False,
+        prior_temperature: float = 1.0,
         device: str = "cpu",
         seed: Optional[int] = None,
     ) -> None:
@@ -95,9 +98,9 @@ class PlanningWrapper(gym.Wrapper):
         self.planner = Planner(tokenizer, dynamics, plan_metric)
         cfg = dynamics.config
         self.m, self.l = cfg.m, cfg.l
-        self.oracle_z = False
+        self.oracle_z, self.prior_temperature = False, 1.0
         self.configure(n_candidates=n_candidates, replan_every=replan_every, random_z=random_z, plan_metric=plan_metric,
-                       oracle_z=oracle_z)
+                       oracle_z=oracle_z, prior_temperature=prior_temperature)
         h, w = dynamics.grid_size
         self.observation_space = spaces.Dict(
             {
@@ -134,6 +137,7 @@ class PlanningWrapper(gym.Wrapper):
         random_z: Optional[bool] = None,
         plan_metric: Optional[str] = None,
         oracle_z: Optional[bool] = None,
+        prior_temperature: Optional[float] = None,
     ) -> None:
         """Change the planning settings (``None`` keeps a setting); the PVDR algorithm calls this on bound envs.
 
@@ -153,6 +157,10 @@ class PlanningWrapper(gym.Wrapper):
             if oracle_z and not hasattr(self.env.unwrapped, "expert_future"):
                 raise ConfigError("oracle_z needs an env with expert_future(n_steps) (sb3_pvdr.envs' Meta-World env)")
             self.oracle_z = bool(oracle_z)
+        if prior_temperature is not None:
+            if not float(prior_temperature) > 0:
+                raise ConfigError(f"prior_temperature must be > 0, got {prior_temperature}")
+            self.prior_temperature = float(prior_temperature)
         if plan_metric is not None:
             if plan_metric != self.planner.metric:
                 self.planner = Planner(self.planner.tokenizer, self.planner.dynamics, plan_metric)
@@ -210,6 +218,7 @@ class PlanningWrapper(gym.Wrapper):
             generator=self._generator,
             random_z=self.random_z,
             oracle_future=oracle,
+            temperature=self.prior_temperature,
         )
         self._plan_frames = self._plan.frames.cpu().numpy()
         self._plan_offset = 0

@@ -79,6 +79,8 @@ class PVDR(PPO):
     :param random_z: ablation "PVDR random": the policy gets z ~ N(0, I) instead of the planned z*
     :param oracle_z: debugging upper bound: z* is the posterior of the scripted expert's real next l frames
         (:class:`~sb3_pvdr.planning.PlanningWrapper`'s ``oracle_z``), not a plan
+    :param prior_temperature: planning samples its N candidates from the prior with the std scaled by this (1: the
+        prior itself, as in the paper; larger: more diverse plans)
     :param plan_metric: space of the plan distances in eqs. (2), (4), (6): ``"pixels"`` (decoded frames, as in
         A.1) or ``"codes"`` (codebook-embedding grids: no decoding, several times cheaper on a CPU)
     :param pretrained: False = ablation "PVDR w/o pre-training": the dynamics model is re-initialised at random
@@ -134,6 +136,7 @@ class PVDR(PPO):
         replan_every: int = 1,
         random_z: bool = False,
         oracle_z: bool = False,
+        prior_temperature: float = 1.0,
         plan_metric: str = "pixels",
         pretrained: bool = True,
         finetune_rollouts: int = 1,
@@ -155,6 +158,7 @@ class PVDR(PPO):
         self.ppo_loss = bool(ppo_loss)
         self.n_candidates, self.replan_every, self.random_z = int(n_candidates), int(replan_every), bool(random_z)
         self.oracle_z = bool(oracle_z)
+        self.prior_temperature = float(prior_temperature)
         if plan_metric not in PLAN_METRICS:
             raise ConfigError(f"plan_metric must be one of {PLAN_METRICS}, got {plan_metric!r}")
         self.plan_metric = plan_metric
@@ -265,7 +269,7 @@ class PVDR(PPO):
         """
         settings = dict(
             n_candidates=self.n_candidates, replan_every=self.replan_every, random_z=self.random_z, plan_metric=self.plan_metric,
-            oracle_z=self.oracle_z,
+            oracle_z=self.oracle_z, prior_temperature=self.prior_temperature,
         )
         if isinstance(env, VecEnv):
             env.env_method("bind_planner", self.tokenizer, self.dynamics, **settings)
