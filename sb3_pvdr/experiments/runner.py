@@ -32,6 +32,7 @@ from sb3_pvdr.experiments.results import (
 from sb3_pvdr.experiments.spec import ExperimentSpec, RunSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PID_FILE = "train.pid"
 
 
 def train_entry() -> list[str]:
@@ -71,6 +72,16 @@ def train_command(run: RunSpec, run_dir: Path, checkpoint: Optional[Path] = None
 
 def is_done(run: RunSpec, run_dir: Path) -> bool:
     return (run_dir / DONE_FILE).is_file()
+
+
+def running_elsewhere(run_dir: Path) -> bool:
+    """A ``train.py`` of this run is alive (launched by another ``run`` command on this machine)."""
+    try:
+        pid = int((run_dir / PID_FILE).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 @dataclass
@@ -122,10 +133,12 @@ class ExperimentRunner:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
                                    start_new_session=True)
+        (run_dir / PID_FILE).write_text(f"{process.pid}\n")  # lets `status` in another shell see it running
         return Job(run, run_dir, process, log)
 
     def finish(self, job: Job) -> None:
         job.log.close()
+        (job.run_dir / PID_FILE).unlink(missing_ok=True)
         code = job.process.returncode
         steps = steps_done(job.run_dir)
         curve = read_curve(job.run_dir)
@@ -154,6 +167,8 @@ class ExperimentRunner:
             state = "done"
         elif run.key in running:
             state = f"running {time.time() - running[run.key].started:.0f}s"
+        elif running_elsewhere(run_dir):
+            state = "running"
         elif run.key in self.failed:
             state = f"failed ({self.failed[run.key]})"
         else:
@@ -172,6 +187,10 @@ class ExperimentRunner:
         skipped = len(runs) - len(todo)
         if skipped:
             print(f"{skipped} run(s) already finished: skipped", flush=True)
+        busy = [r for r in todo if running_elsewhere(self.run_dir(r))]
+        if busy:  # two train.py writing into one run folder would mix their segments
+            print(f"{len(busy)} run(s) running from another command: skipped ({', '.join(r.key for r in busy)})", flush=True)
+            todo = [r for r in todo if r not in busy]
         running: dict[str, Job] = {}
         stop = {"signal": None}
 
