@@ -156,3 +156,19 @@ def test_plot_keeps_committed_rows_of_runs_that_are_elsewhere(tmp_path):
     assert "old" not in text and "| reach-v2 | ppo-a |" in text and "results/tiny/curves.png" in text and text.endswith("after\n")
     with pytest.raises(SystemExit):
         experiments_main(["plot", str(exp), "--results", str(tmp_path / "results"), "--readme", str(exp)])
+
+
+def test_a_run_alive_in_another_command_is_not_launched_twice(tmp_path, capsys):
+    from sb3_pvdr.experiments.runner import PID_FILE, running_elsewhere
+
+    spec = load_experiment(write_experiment(tmp_path))
+    runner = ExperimentRunner(spec, tmp_path / "results" / "tiny", jobs=1, status_every=1000)
+    run = spec.runs[0]
+    run_dir = runner.run_dir(run)
+    run_dir.mkdir(parents=True)
+    (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")  # "alive": this test process
+    assert running_elsewhere(run_dir)
+    assert runner.run([run]) == 0
+    assert "running from another command: skipped (ppo-a/reach-v2/0)" in capsys.readouterr().out
+    assert segments(run_dir) == []  # nothing launched
+    assert "running" in runner.status_line(run, {})
