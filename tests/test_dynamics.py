@@ -334,3 +334,20 @@ def test_z_carries_dynamics_on_synthetic_clips():
         acc_posterior = (model.generate(x, model.posterior(x, y).mode()) == y).float().mean()
         acc_zero = (model.generate(x, torch.zeros(256, *model.z_shape)) == y).float().mean()
     assert acc_posterior > acc_zero + 0.1, (acc_posterior, acc_zero)
+
+
+def test_prior_kl_direction():
+    from sb3_pvdr.dynamics import DiagonalGaussian, DynamicsConfig, VisualDynamicsModel
+
+    tiny = dict(codebook_size=8, grid=(4, 4), m=2, l=2, z_dim=2, dim=8, ff_dim=16, heads=2, depth_encoder=1,
+                depth_prior=1, depth_decoder=1, window=(2, 2))
+    wide = DiagonalGaussian(torch.zeros(1, 4, 4, 2), torch.zeros(1, 4, 4, 2))  # std 1
+    narrow = DiagonalGaussian(torch.zeros(1, 4, 4, 2), torch.full((1, 4, 4, 2), -4.0))  # std e^-2
+    reverse = VisualDynamicsModel(DynamicsConfig(**tiny)).prior_divergence(wide, narrow)
+    forward = VisualDynamicsModel(DynamicsConfig(**tiny, prior_kl="forward")).prior_divergence(wide, narrow)
+    torch.testing.assert_close(reverse, wide.kl(narrow))
+    torch.testing.assert_close(forward, narrow.kl(wide))
+    # a prior wider than the posterior is what the reverse direction punishes hard
+    assert reverse.mean() > 5 * forward.mean()
+    with pytest.raises(ConfigError, match="prior_kl"):
+        DynamicsConfig(**tiny, prior_kl="both")

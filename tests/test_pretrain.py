@@ -281,3 +281,29 @@ def test_evaluate_dynamics_task_report(tmp_path: Path) -> None:
     assert set(r) >= {"plan_gain@2", "plan_gain@4", "goal_distance/expert"}
     with pytest.raises(SystemExit):
         evaluate_dynamics.main(["--model", str(tmp_path / "dyn.pt"), "--tokenizer", str(tmp_path / "tok.pt")])
+
+
+def test_init_from_and_train_only_refit_the_prior_alone(setup: dict[str, Path], tmp_path: Path) -> None:
+    """init_from + train_only: [prior] + prior_kl: forward changes P and leaves E and D as they were."""
+    from sb3_pvdr.dynamics import VisualDynamicsModel
+
+    main(cli(setup, "--steps", "2"))
+    base = setup["out"] / "dynamics.pt"
+    config = tmp_path / "refit.yml"
+    config.write_text(yaml.safe_dump({"model": {**TINY_MODEL, "prior_kl": "forward"}, "init_from": str(base),
+                                      "train_only": ["prior"], "batch_size": 2, "lr": 1e-2, "warmup_steps": 0,
+                                      "image_every": 0, "val_every": 0}))
+    out = tmp_path / "refit"
+    main(["--data", str(setup["data"]), "--tokenizer", str(setup["tokenizer"]), "--out", str(out), "--config", str(config),
+          "--steps", "3", "--threads", "1", "--no-progress"])
+    before, after = VisualDynamicsModel.load(base), VisualDynamicsModel.load(out / "dynamics.pt")
+    assert after.config.prior_kl == "forward"
+    for group, params in before.parameter_groups().items():
+        changed = any(not torch.equal(a, b) for a, b in zip(params, after.parameter_groups()[group]))
+        assert changed == (group == "prior"), group
+    bad = tmp_path / "bad.yml"
+    bad.write_text(yaml.safe_dump({"train_only": ["policy"]}))
+    with pytest.raises(SystemExit):
+        main(["--data", str(setup["data"]), "--tokenizer", str(setup["tokenizer"]), "--out", str(tmp_path / "bad"),
+              "--config", str(bad), "--steps", "1"])
+    assert not (tmp_path / "bad").exists()

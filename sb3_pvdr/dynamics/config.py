@@ -48,6 +48,10 @@ class DynamicsConfig:
         inputs y_<j, never its targets) replaced by random codes. Under plain teacher forcing the decoder
         sees the true earlier future frames and barely needs z, then pays for it when it generates
         (exposure bias); corrupted inputs make z the reliable source of the future. 0 is the paper's recipe.
+    :param prior_kl: direction of the prior loss. ``"reverse"``: KL(P(.|x) || sg[E(.|x, y)]) as eq. (1) writes it;
+        averaged over the futures y of one context it is minimised by a prior whose variance is the posterior's own
+        (small, once z is informative), not the spread of the posterior means across futures, so prior samples are
+        near-copies. ``"forward"``: KL(sg[E] || P), the usual CVAE direction, whose optimum covers that spread.
     """
 
     codebook_size: int = 256
@@ -65,6 +69,7 @@ class DynamicsConfig:
     dropout: float = 0.0
     token_dim: Optional[int] = None
     input_corruption: float = 0.0
+    prior_kl: str = "reverse"
 
     def __post_init__(self) -> None:
         for name in _TUPLE_FIELDS:
@@ -89,6 +94,8 @@ class DynamicsConfig:
             raise ConfigError(f"DynamicsConfig.dim={self.dim} must be divisible by heads={self.heads}")
         if self.grid[0] % self.window[0] or self.grid[1] % self.window[1]:
             raise ConfigError(f"DynamicsConfig.window={self.window} must divide grid={self.grid}; pick e.g. (2, 2) or (4, 4)")
+        if self.prior_kl not in ("reverse", "forward"):
+            raise ConfigError(f"DynamicsConfig.prior_kl must be 'reverse' (eq. (1)) or 'forward', got {self.prior_kl!r}")
         if not 0.0 <= float(self.input_corruption) < 1.0:
             raise ConfigError(f"DynamicsConfig.input_corruption must be in [0, 1), got {self.input_corruption!r}")
         if not 0.0 <= float(self.dropout) < 1.0:

@@ -287,6 +287,11 @@ class VisualDynamicsModel(nn.Module):
         return tokens
 
     # ------------------------------------------------------------------ loss
+    def prior_divergence(self, p: DiagonalGaussian, q: DiagonalGaussian) -> Tensor:
+        """Per-element prior loss between the prior ``p`` and the (detached) posterior ``q``, in the direction of
+        ``config.prior_kl``: KL(p || q) (``"reverse"``, eq. (1)) or KL(q || p) (``"forward"``)."""
+        return p.kl(q) if self.config.prior_kl == "reverse" else q.kl(p)
+
     def corrupt_inputs(self, y: Tensor) -> Tensor:
         """Teacher-forced inputs with a share ``config.input_corruption`` of tokens replaced by random codes
         (training mode only; the loss still targets the clean ``y``). :param y: ``(B, l, h, w)``"""
@@ -315,8 +320,8 @@ class VisualDynamicsModel(nn.Module):
         n_tokens = y[0].numel()
         # information bottleneck: KL(E(.|x, y) || N(0, I))
         kl_bottleneck = q.kl().flatten(1).sum(1).mean() / n_tokens
-        # prior loss: KL(P(.|x) || sg[E(.|x, y)]), trains the prior only
-        kl_prior = p.kl(q.detach()).flatten(1).sum(1).mean() / n_tokens
+        # prior loss: KL(P(.|x) || sg[E(.|x, y)]) (config.prior_kl: "reverse", eq. (1)) or KL(sg[E] || P), trains P only
+        kl_prior = self.prior_divergence(p, q.detach()).flatten(1).sum(1).mean() / n_tokens
         with torch.no_grad():
             accuracy = (logits.argmax(dim=-1) == y).float().mean()
         total = recon + lambda_1 * kl_bottleneck + kl_prior

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -64,6 +65,11 @@ class PretrainConfig:
     """steps between validation passes when ``--val-data`` is given"""
     val_batches: int = 8
     """batches per validation pass"""
+    init_from: Optional[str] = None
+    """a ``dynamics.pt`` whose weights start the run (its model config, updated with ``model``); ``None``: random"""
+    train_only: Optional[list[str]] = None
+    """parameter groups trained (``encoder``, ``prior``, ``decoder``); the others stay frozen. ``None``: all. E.g.
+    ``[prior]`` with ``init_from`` re-fits only the prior of a pre-trained model (its loss trains nothing else)"""
 
     @classmethod
     def profile_config(cls, name: str) -> PretrainConfig:
@@ -94,6 +100,11 @@ class PretrainConfig:
 
     def check_ranges(self) -> None:
         """:raises ConfigError: a count or rate out of its range (e.g. ``batch_size: 0`` in a yaml file)."""
+        groups = {"encoder", "prior", "decoder"}
+        if self.train_only is not None and (not self.train_only or not set(self.train_only) <= groups):
+            raise ConfigError(f"pre-training config: train_only must list some of {sorted(groups)}, got {self.train_only!r}")
+        if self.init_from is not None and not Path(os.path.expanduser(self.init_from)).is_file():
+            raise ConfigError(f"pre-training config: init_from {self.init_from} is not a file")
         positive = ("steps", "batch_size", "log_every", "save_every", "val_batches", "lr")
         non_negative = ("warmup_steps", "num_workers", "image_every", "val_every", "grad_clip", "weight_decay", "lambda_1")
         for key in positive + non_negative:

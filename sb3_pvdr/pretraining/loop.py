@@ -14,6 +14,7 @@ Order of work (every input is checked before anything is written into ``OUT``):
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -107,7 +108,19 @@ def prepare_run(data: PathLike, tokenizer_path: PathLike, out: Path, cfg: Pretra
     tokenizer = load_tokenizer(tokenizer_path, info.device)
     # Same seed on every rank: identical initial weights (DDP also broadcasts them from rank 0).
     seed_everything(cfg.seed)
-    model = build_model(cfg, tokenizer, state["model_config"] if state else None)
+    init = None
+    if state is None and cfg.init_from is not None:
+        from sb3_pvdr.dynamics import VisualDynamicsModel
+
+        init = VisualDynamicsModel.load(os.path.expanduser(cfg.init_from))
+    model_config = state["model_config"] if state else ({**init.config.to_dict(), **cfg.model} if init is not None else None)
+    model = build_model(cfg, tokenizer, model_config)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
+    if cfg.train_only is not None:
+        for group, params in model.parameter_groups().items():
+            for param in params:
+                param.requires_grad_(group in cfg.train_only)
 
     m, l = model.config.m, model.config.l  # noqa: E741
     source = check_data_source(data, tokenizer, out / "tokens", m, l, "--data")
@@ -118,7 +131,8 @@ def prepare_run(data: PathLike, tokenizer_path: PathLike, out: Path, cfg: Pretra
 
     model.to(info.device)
     try:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        trainable = [param for param in model.parameters() if param.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     except ValueError as exc:  # torch's own check of lr, betas, weight_decay
         raise ConfigError(f"pre-training config: {exc}") from exc
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_lambda(cfg.warmup_steps))

@@ -83,7 +83,7 @@ def prior_loss(
     with th.no_grad():
         q = dynamics.posterior(x, y)
     p = dynamics.prior(x)
-    kl_prior = p.kl(q).flatten(1).sum(1).mean() / n_tokens
+    kl_prior = dynamics.prior_divergence(p, q).flatten(1).sum(1).mean() / n_tokens
     goal = th.zeros((), device=kl_prior.device)
     if lambda_2 > 0:
         z = p.sample()
