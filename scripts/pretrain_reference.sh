@@ -7,6 +7,7 @@
 #
 # Data: in-domain action-free videos of the paper's 12 Meta-World tasks (scripted policies + Gaussian noise
 # 0.5, full 100-step episodes, random variants), a held-out set recorded with another seed.
+# Then the prior alone is re-fitted with the forward KL for 600 steps (configs/prior_forward.yml).
 # Sizes (environment variables): REF_EPISODES=30 per task, REF_TOKENIZER_STEPS=1500, REF_PRETRAIN_STEPS=3000,
 # REF_THREADS=1 (torch threads of each stage), REF_NPROC=1 (pre-training processes).
 set -euo pipefail
@@ -58,5 +59,13 @@ stage pretrain torchrun --standalone --nproc_per_node "$NPROC" -m sb3_pvdr.pretr
     --out "$REF_DIR/pretrain" --config configs/pretrain_reference.yml --steps "$PRETRAIN_STEPS" \
     --threads "$THREADS" --no-progress $(resume_flag "$REF_DIR/pretrain")
 
-echo "== reference models under $REF_DIR: tokenizer/tokenizer.pt, pretrain/dynamics.pt"
-echo "   ship them: python -m sb3_pvdr.pretrained add metaworld-64 --tokenizer $REF_DIR/tokenizer/tokenizer.pt --dynamics $REF_DIR/pretrain/dynamics.pt"
+# Re-fit the prior alone with the forward KL (configs/prior_forward.yml: E and D untouched): eq. (1)'s reverse KL
+# leaves prior samples near-copies of each other (README, "Shipped pre-trained models").
+stage prior_forward python -m sb3_pvdr.pretrain \
+    --data "$REF_DIR/tokens" --val-data "$REF_DIR/tokens_val" --tokenizer "$REF_DIR/tokenizer/tokenizer.pt" \
+    --out "$REF_DIR/prior_forward" --config configs/prior_forward.yml --init-from "$REF_DIR/pretrain/dynamics.pt" \
+    --threads "$THREADS" --no-progress $(resume_flag "$REF_DIR/prior_forward")
+
+echo "== reference models under $REF_DIR: tokenizer/tokenizer.pt, prior_forward/dynamics.pt"
+echo "   check: python -m sb3_pvdr.evaluate_dynamics --model $REF_DIR/prior_forward/dynamics.pt --tokenizer $REF_DIR/tokenizer/tokenizer.pt --task reach-v2,plate-slide-v2,hand-insert-v2"
+echo "   ship:  python -m sb3_pvdr.pretrained add metaworld-64 --overwrite --tokenizer $REF_DIR/tokenizer/tokenizer.pt --dynamics $REF_DIR/prior_forward/dynamics.pt"

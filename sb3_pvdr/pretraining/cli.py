@@ -36,6 +36,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--save-every", type=int, default=None)
     parser.add_argument("--image-every", type=int, default=None)
     parser.add_argument("--val-every", type=int, default=None)
+    parser.add_argument("--init-from", default=None,
+                        help="start from this dynamics.pt's weights (with the config's train_only: re-fit a part of it)")
     parser.add_argument("--resume", action="store_true", help="continue OUT/last.pt (model, optimizer, step)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=None,
@@ -50,7 +52,7 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
     overrides = {
         key: getattr(args, key)
         for key in ("steps", "batch_size", "lr", "bf16", "num_workers", "seed", "log_every", "save_every",
-                    "image_every", "val_every")
+                    "image_every", "val_every", "init_from")
         if getattr(args, key) is not None
     }
     for key in ("steps", "batch_size", "log_every", "save_every"):
