@@ -23,20 +23,9 @@ RL_STEPS="${DEMO_RL_STEPS:-2000}"
 NPROC="${DEMO_NPROC:-2}"
 mkdir -p "$DEMO_DIR"
 
-stage() {  # stage NAME COMMAND...: run COMMAND unless NAME is done, then mark it done
-    local name="$1"; shift
-    if [ -f "$DEMO_DIR/.$name.done" ]; then
-        echo "== $name: cached ($DEMO_DIR/.$name.done), skipped"
-        return
-    fi
-    echo "== $name: $*"
-    local start=$SECONDS
-    "$@"
-    echo "== $name: done in $((SECONDS - start)) s"
-    touch "$DEMO_DIR/.$name.done"
-}
-
-resume_flag() { [ -f "$1/last.pt" ] && echo "--resume" || true; }
+STAGE_DIR="$DEMO_DIR"
+# shellcheck source=scripts/stages.sh
+source scripts/stages.sh
 
 stage record python -m sb3_pvdr.video.record --tasks reach-v2 --episodes "$EPISODES" \
     --max-steps "$EPISODE_STEPS" --full-episodes --out "$DEMO_DIR/videos" --no-progress

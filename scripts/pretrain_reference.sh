@@ -25,20 +25,9 @@ THREADS="${REF_THREADS:-1}"
 NPROC="${REF_NPROC:-1}"
 mkdir -p "$REF_DIR"
 
-stage() {  # stage NAME COMMAND...: run COMMAND unless NAME is done, then mark it done
-    local name="$1"; shift
-    if [ -f "$REF_DIR/.$name.done" ]; then
-        echo "== $name: cached ($REF_DIR/.$name.done), skipped"
-        return
-    fi
-    echo "== $name: $*"
-    local start=$SECONDS
-    "$@"
-    echo "== $name: done in $((SECONDS - start)) s"
-    touch "$REF_DIR/.$name.done"
-}
-
-resume_flag() { [ -f "$1/last.pt" ] && echo "--resume" || true; }
+STAGE_DIR="$REF_DIR"
+# shellcheck source=scripts/stages.sh
+source scripts/stages.sh
 
 stage record python -m sb3_pvdr.video.record --episodes "$EPISODES" --noise "$NOISE" \
     --max-steps "$EPISODE_STEPS" --full-episodes --out "$REF_DIR/videos" --no-progress
