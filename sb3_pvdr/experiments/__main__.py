@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from sb3_pvdr.common.checkpoint import atomic_write_bytes
 from sb3_pvdr.common.errors import ConfigError, cli_entry
 from sb3_pvdr.experiments.results import (
     collect_curves,
@@ -103,9 +104,7 @@ def update_readme(readme: Path, spec: ExperimentSpec, results_dir: Path, table: 
              f"from `{rel}/curves.csv`:\n\n{table}\n![{spec.name} curves]({rel}/curves.png)\n"
              f"![{spec.name} curves, wall-clock]({rel}/curves_wall.png)\n{end}")
     head, rest = text.split(start, 1)
-    tmp = readme.with_name(f".{readme.name}.tmp")
-    tmp.write_text(head + block + rest.split(end, 1)[1])
-    os.replace(tmp, readme)
+    atomic_write_bytes(readme, (head + block + rest.split(end, 1)[1]).encode())
     return True
 
 

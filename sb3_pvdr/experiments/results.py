@@ -10,6 +10,7 @@ per finished episode), so ``wall_time_s`` adds up the time of the segments a cur
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import platform
@@ -21,6 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from sb3_pvdr.common.checkpoint import atomic_write_bytes
 from sb3_pvdr.experiments.spec import ExperimentSpec, RunSpec
 
 CURVE_COLUMNS = ("label", "algo", "env", "seed", "timesteps", "success_rate", "mean_reward", "wall_time_s")
@@ -47,10 +49,8 @@ def read_json(path: Path, default: Any) -> Any:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as json through a temporary file and a rename (never a half-written file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    """Write ``data`` as json, atomically (never a half-written file)."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def segments(run_dir: Path) -> list[dict[str, Any]]:
@@ -146,12 +146,11 @@ def collect_curves(spec: ExperimentSpec, runs_dir: Path) -> list[dict[str, Any]]
 
 
 def write_curves_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CURVE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=CURVE_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buffer.getvalue().encode())
 
 
 def read_curves_csv(path: Path) -> list[dict[str, Any]]:
