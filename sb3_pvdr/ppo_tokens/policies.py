@@ -26,6 +26,9 @@ class TokenGoalFeaturesExtractor(STTokenFeaturesExtractor):
     :param window: temporal-attention window; ``None``: 4x4 when it divides the grid, else the grid
     :param dropout: dropout in attention and feed-forward layers
     :param pool: ``"mean"`` (one vector per frame) or ``"spatial"`` (the last frame's grid kept)
+    :param arch: ``"transformer"`` or ``"cnn"`` (:class:`~sb3_pvdr.pvdr.extractor.STTokenFeaturesExtractor`)
+    :param codebook: ``None`` or a tokenizer whose frozen codebook embeds the tokens
+    :param cnn_features: output size of the ``"cnn"`` trunk
     """
 
     def __init__(
@@ -38,8 +41,11 @@ class TokenGoalFeaturesExtractor(STTokenFeaturesExtractor):
         window: Optional[tuple[int, int]] = None,
         dropout: float = 0.0,
         pool: str = "mean",
+        arch: str = "transformer",
+        codebook: Optional[str] = None,
+        cnn_features: int = 256,
     ) -> None:
-        super().__init__(observation_space, "goal_tokens", dim, depth, heads, ff_dim, window, dropout, pool)
+        super().__init__(observation_space, "goal_tokens", dim, depth, heads, ff_dim, window, dropout, pool, arch, codebook, cnn_features)
 
     def prompt(self, observations: dict[str, th.Tensor]) -> th.Tensor:
         return self.embed(observations["goal_tokens"].long())  # (b, 1, h, w, d)

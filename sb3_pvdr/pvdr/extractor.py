@@ -31,6 +31,72 @@ from sb3_pvdr.dynamics import STPositionalEmbedding, STTransformer
 # b - batch, t - frames (prompt + m context frames), h w - token grid, d - feature dimension, z - d_z
 
 POOLS = ("mean", "spatial")
+ARCHS = ("transformer", "cnn")
+
+
+class TokenEmbedding(nn.Module):
+    """Token ids -> vectors: a fresh ``nn.Embedding``, or a frozen tokenizer codebook followed by a learned linear map.
+
+    The codebook's vectors are what the tokenizer's decoder turns into pixels, so codes of similar image patches
+    start close together; a fresh table starts every code equally far from every other.
+
+    :param num_tokens: vocabulary size (the codebook size)
+    :param dim: output dimension
+    :param codebook: ``None`` (learned table), or a ``(num_tokens, d_code)`` tensor to freeze
+    """
+
+    def __init__(self, num_tokens: int, dim: int, codebook: Optional[th.Tensor] = None) -> None:
+        super().__init__()
+        if codebook is None:
+            self.table = nn.Embedding(num_tokens, dim)
+            self.proj = None
+        else:
+            if codebook.shape[0] != num_tokens:
+                raise ConfigError(f"codebook has {codebook.shape[0]} codes but the observations use {num_tokens}")
+            codebook = codebook.detach().float()
+            codebook = (codebook - codebook.mean(0)) / codebook.std(0).clamp_min(1e-6)  # per-dim standardised
+            self.register_buffer("codebook", codebook)
+            self.proj = nn.Linear(codebook.shape[1], dim)
+
+    def forward(self, tokens: th.Tensor) -> th.Tensor:
+        if self.proj is None:
+            return self.table(tokens)
+        return self.proj(self.codebook[tokens])
+
+
+def load_codebook(name: str) -> th.Tensor:
+    """The ``(k, d_code)`` codebook of a tokenizer checkpoint path or shipped model name (``"metaworld-64"``)."""
+    from sb3_pvdr.pretrained import resolve
+    from sb3_pvdr.tokenizer import VQTokenizer
+
+    return VQTokenizer.load(resolve(name, "tokenizer")).codebook.detach().clone()
+
+
+class GridCNN(nn.Module):
+    """Frames stacked on channels, 3x3 convolutions at the token grid's resolution, flattened, one linear layer:
+    NatureCNN's recipe on a token grid (every cell keeps its place up to the last layer).
+
+    :param in_channels: ``frames * dim``
+    :param grid: token grid ``(h, w)``
+    :param channels: convolution width
+    :param features_dim: output size
+    """
+
+    def __init__(self, in_channels: int, grid: tuple[int, int], channels: int = 64, features_dim: int = 256) -> None:
+        super().__init__()
+        h, w = grid
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(channels * h * w, features_dim),
+            nn.ReLU(),
+        )
+
+    def forward(self, frames: th.Tensor) -> th.Tensor:
+        return self.net(rearrange(frames, "b t h w d -> b (t d) h w"))
 
 
 def _default_window(grid: tuple[int, int]) -> tuple[int, int]:
@@ -50,6 +116,11 @@ class STTokenFeaturesExtractor(BaseFeaturesExtractor):
     :param window: temporal-attention window (p, q); ``None``: 4x4 when it divides the grid, else the grid
     :param dropout: dropout in attention and feed-forward layers
     :param pool: ``"mean"`` or ``"spatial"`` (module docstring)
+    :param arch: ``"transformer"`` (the paper's ST transformer) or ``"cnn"`` (:class:`GridCNN` over the same
+        embedded grids; ``pool`` does not apply)
+    :param codebook: ``None`` (a fresh token embedding table), or a tokenizer checkpoint path / shipped name whose
+        frozen codebook embeds the tokens (:class:`TokenEmbedding`)
+    :param cnn_features: output size of the ``"cnn"`` trunk
     """
 
     def __init__(
@@ -63,17 +134,29 @@ class STTokenFeaturesExtractor(BaseFeaturesExtractor):
         window: Optional[tuple[int, int]] = None,
         dropout: float = 0.0,
         pool: str = "mean",
+        arch: str = "transformer",
+        codebook: Optional[str] = None,
+        cnn_features: int = 256,
     ) -> None:
         name = type(self).__name__
         if not isinstance(observation_space, spaces.Dict) or not {"context_tokens", prompt_key} <= set(observation_space.spaces):
             raise ConfigError(f"{name} needs Dict(context_tokens, {prompt_key}) observations, got {observation_space}")
         if pool not in POOLS:
             raise ConfigError(f"{name}: pool must be one of {POOLS}, got {pool!r}")
+        if arch not in ARCHS:
+            raise ConfigError(f"{name}: arch must be one of {ARCHS}, got {arch!r}")
         m, h, w = observation_space["context_tokens"].shape
-        features = (m + 1) * dim if pool == "mean" else m * dim + h * w * dim
+        if arch == "cnn":
+            features = cnn_features
+        else:
+            features = (m + 1) * dim if pool == "mean" else m * dim + h * w * dim
         super().__init__(observation_space, features_dim=features)
-        self.pool = pool
-        self.embed = nn.Embedding(int(observation_space["context_tokens"].high.max()) + 1, dim)
+        self.pool, self.arch = pool, arch
+        num_tokens = int(observation_space["context_tokens"].high.max()) + 1
+        self.embed = TokenEmbedding(num_tokens, dim, load_codebook(codebook) if codebook is not None else None)
+        if arch == "cnn":
+            self.cnn = GridCNN((m + 1) * dim, (h, w), features_dim=cnn_features)
+            return
         self.pos = STPositionalEmbedding(dim, m + 1, (h, w))
         window = tuple(window) if window is not None else _default_window((h, w))
         self.transformer = STTransformer(dim, depth, heads, ff_dim, window, causal=False, dropout=dropout)
@@ -84,7 +167,9 @@ class STTokenFeaturesExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
         tokens = observations["context_tokens"].long()  # SB3 hands Box observations over as float
-        frames = th.cat((self.prompt(observations), self.embed(tokens)), dim=1)
+        frames = th.cat((self.prompt(observations), self.embed(tokens)), dim=1)  # (b, 1 + m, h, w, d)
+        if self.arch == "cnn":
+            return self.cnn(frames)
         hidden = self.transformer(self.pos(frames))  # (b, 1 + m, h, w, d)
         if self.pool == "mean":
             return reduce(hidden, "b t h w d -> b (t d)", "mean")
@@ -103,6 +188,9 @@ class PVDRFeaturesExtractor(STTokenFeaturesExtractor):
     :param window: temporal-attention window (p, q); ``None``: 4x4 when it divides the grid, else the grid
     :param dropout: dropout in attention and feed-forward layers
     :param pool: ``"mean"`` (one vector per frame) or ``"spatial"`` (the last frame's grid kept)
+    :param arch: ``"transformer"`` or ``"cnn"`` (:class:`STTokenFeaturesExtractor`)
+    :param codebook: ``None`` or a tokenizer whose frozen codebook embeds the tokens
+    :param cnn_features: output size of the ``"cnn"`` trunk
     """
 
     def __init__(
@@ -115,12 +203,15 @@ class PVDRFeaturesExtractor(STTokenFeaturesExtractor):
         window: Optional[tuple[int, int]] = None,
         dropout: float = 0.0,
         pool: str = "mean",
+        arch: str = "transformer",
+        codebook: Optional[str] = None,
+        cnn_features: int = 256,
     ) -> None:
-        super().__init__(observation_space, "z_star", dim, depth, heads, ff_dim, window, dropout, pool)
+        super().__init__(observation_space, "z_star", dim, depth, heads, ff_dim, window, dropout, pool, arch, codebook, cnn_features)
         self.z_proj = nn.Linear(observation_space["z_star"].shape[-1], dim)
 
     def prompt(self, observations: dict[str, th.Tensor]) -> th.Tensor:
         return rearrange(self.z_proj(observations["z_star"]), "b h w d -> b 1 h w d")
 
 
-__all__ = ["POOLS", "PVDRFeaturesExtractor", "STTokenFeaturesExtractor"]
+__all__ = ["ARCHS", "POOLS", "GridCNN", "PVDRFeaturesExtractor", "STTokenFeaturesExtractor", "TokenEmbedding", "load_codebook"]
