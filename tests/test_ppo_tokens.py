@@ -49,10 +49,12 @@ def test_extractor_sees_the_goal():
     assert not torch.allclose(extractor(batch), extractor(other))
 
 
-def test_token_ppo_learns_saves_and_loads_identical_actions(tmp_path):
+@pytest.mark.parametrize("arch", ["transformer", "cnn"])
+def test_token_ppo_learns_saves_and_loads_identical_actions(tmp_path, arch):
     tokenizer, _ = tiny_models()
     env = make_vec_env(lambda: TokenGoalWrapper(FakeImageGoalEnv(max_steps=10), tokenizer), n_envs=1, seed=0)
-    model = TokenPPO("TokenGoalPolicy", env, n_steps=16, batch_size=8, n_epochs=1, seed=0, policy_kwargs=TINY_POLICY)
+    policy_kwargs = dict(features_extractor_kwargs=dict(TINY_POLICY["features_extractor_kwargs"], arch=arch, cnn_features=32))
+    model = TokenPPO("TokenGoalPolicy", env, n_steps=16, batch_size=8, n_epochs=1, seed=0, policy_kwargs=policy_kwargs)
     model.learn(32)
     assert model.num_timesteps == 32
     model.save(tmp_path / "m.zip")

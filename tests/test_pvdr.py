@@ -423,6 +423,52 @@ def test_spatial_pool_keeps_positions_that_mean_pool_blurs():
         PVDRFeaturesExtractor(env.observation_space, pool="max")
 
 
+def test_cnn_arch_keeps_positions_and_codebook_embeds_tokens(tmp_path):
+    from sb3_pvdr.pvdr import PVDRFeaturesExtractor
+
+    env = make_env()
+    obs = env.reset()
+    batch = {k: torch.as_tensor(v).float() for k, v in obs.items()}
+    tokens = batch["context_tokens"].clone()
+    tokens[0, -1, 0, 0], tokens[0, -1, -1, -1] = 1.0, 2.0
+    swapped = tokens.clone()
+    swapped[0, -1, 0, 0], swapped[0, -1, -1, -1] = 2.0, 1.0
+    change = {}
+    for arch in ("transformer", "cnn"):
+        torch.manual_seed(0)
+        extractor = PVDRFeaturesExtractor(env.observation_space, dim=16, depth=1, heads=2, ff_dim=32, arch=arch, cnn_features=32)
+        a, b = extractor(dict(batch, context_tokens=tokens)), extractor(dict(batch, context_tokens=swapped))
+        change[arch] = ((a - b).norm() / a.norm()).item()
+    assert change["cnn"] > 3 * change["transformer"]
+    assert extractor.features_dim == 32 and extractor(batch).shape == (1, 32)
+
+    tokenizer, _ = tiny_models()
+    tokenizer.save(tmp_path / "tok.pt")
+    extractor = PVDRFeaturesExtractor(env.observation_space, dim=16, arch="cnn", codebook=str(tmp_path / "tok.pt"))
+    book = tokenizer.codebook.detach()
+    torch.testing.assert_close(extractor.embed.codebook, (book - book.mean(0)) / book.std(0))
+    assert all(p is not extractor.embed.codebook for p in extractor.parameters())  # frozen: a buffer
+    # two codes the tokenizer holds equal embed equally; the table maps code vectors, not ids
+    assert extractor.embed(torch.tensor([[3]])).shape == (1, 1, 16)
+    with pytest.raises(ConfigError, match="arch must be one of"):
+        PVDRFeaturesExtractor(env.observation_space, arch="mlp")
+
+
+def test_policy_heads_start_small_like_sb3():
+    model = make_model()
+    obs = model.env.reset()
+    tensors, _ = model.policy.obs_to_tensor(obs)
+    with torch.no_grad():
+        small = model.policy.get_distribution(tensors).distribution.mean.abs().max().item()
+    torch.manual_seed(0)
+    untouched = PVDRPolicy(model.observation_space, model.action_space, lambda _: 3e-4, init_heads=False,
+                           features_extractor_kwargs=dict(dim=16, depth=1, heads=2, ff_dim=32))
+    with torch.no_grad():
+        large = untouched.get_distribution(tensors).distribution.mean.abs().max().item()
+    assert small < 0.05 < large
+    assert untouched._get_constructor_parameters()["init_heads"] is False
+
+
 def test_rollouts_log_planning_diagnostics():
     from stable_baselines3.common.logger import configure
 
