@@ -400,22 +400,26 @@ def test_checkpoint_continues_phase_models_and_optimizers(tmp_path):
     assert (loaded.num_timesteps, loaded._n_rollouts, loaded.rollout_phase) == (96, 4, "align")
 
 
-def test_spatial_pool_keeps_positions_that_mean_pool_blurs():
+def swap_change(env, **extractor_kwargs) -> float:
+    """Relative change of a fresh extractor's features when two cells of the last frame's grid swap tokens."""
     from sb3_pvdr.pvdr import PVDRFeaturesExtractor
 
-    env = make_env()
-    obs = env.reset()
-    batch = {k: torch.as_tensor(v).float() for k, v in obs.items()}
+    batch = {k: torch.as_tensor(v).float() for k, v in env.reset().items()}
     tokens = batch["context_tokens"].clone()
     tokens[0, -1, 0, 0], tokens[0, -1, -1, -1] = 1.0, 2.0
     swapped = tokens.clone()
     swapped[0, -1, 0, 0], swapped[0, -1, -1, -1] = 2.0, 1.0  # the same tokens, two cells exchanged
-    change = {}
-    for pool in ("mean", "spatial"):
-        torch.manual_seed(0)
-        extractor = PVDRFeaturesExtractor(env.observation_space, dim=16, depth=1, heads=2, ff_dim=32, pool=pool)
-        a, b = extractor(dict(batch, context_tokens=tokens)), extractor(dict(batch, context_tokens=swapped))
-        change[pool] = ((a - b).norm() / a.norm()).item()
+    torch.manual_seed(0)
+    extractor = PVDRFeaturesExtractor(env.observation_space, dim=16, depth=1, heads=2, ff_dim=32, **extractor_kwargs)
+    a, b = extractor(dict(batch, context_tokens=tokens)), extractor(dict(batch, context_tokens=swapped))
+    return ((a - b).norm() / a.norm()).item()
+
+
+def test_spatial_pool_keeps_positions_that_mean_pool_blurs():
+    from sb3_pvdr.pvdr import PVDRFeaturesExtractor
+
+    env = make_env()
+    change = {pool: swap_change(env, pool=pool) for pool in ("mean", "spatial")}
     m, h, w = env.observation_space["context_tokens"].shape
     assert PVDRFeaturesExtractor(env.observation_space, dim=16, pool="spatial").features_dim == m * 16 + h * w * 16
     assert change["spatial"] > 3 * change["mean"]
@@ -427,19 +431,10 @@ def test_cnn_arch_keeps_positions_and_codebook_embeds_tokens(tmp_path):
     from sb3_pvdr.pvdr import PVDRFeaturesExtractor
 
     env = make_env()
-    obs = env.reset()
-    batch = {k: torch.as_tensor(v).float() for k, v in obs.items()}
-    tokens = batch["context_tokens"].clone()
-    tokens[0, -1, 0, 0], tokens[0, -1, -1, -1] = 1.0, 2.0
-    swapped = tokens.clone()
-    swapped[0, -1, 0, 0], swapped[0, -1, -1, -1] = 2.0, 1.0
-    change = {}
-    for arch in ("transformer", "cnn"):
-        torch.manual_seed(0)
-        extractor = PVDRFeaturesExtractor(env.observation_space, dim=16, depth=1, heads=2, ff_dim=32, arch=arch, cnn_features=32)
-        a, b = extractor(dict(batch, context_tokens=tokens)), extractor(dict(batch, context_tokens=swapped))
-        change[arch] = ((a - b).norm() / a.norm()).item()
+    change = {arch: swap_change(env, arch=arch, cnn_features=32) for arch in ("transformer", "cnn")}
     assert change["cnn"] > 3 * change["transformer"]
+    extractor = PVDRFeaturesExtractor(env.observation_space, dim=16, arch="cnn", cnn_features=32)
+    batch = {k: torch.as_tensor(v).float() for k, v in env.reset().items()}
     assert extractor.features_dim == 32 and extractor(batch).shape == (1, 32)
 
     tokenizer, _ = tiny_models()
