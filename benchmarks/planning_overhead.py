@@ -87,6 +87,8 @@ class Args:
     train_vec_env: str = "dummy"
     """vec env of the model.learn() figures: dummy (one process) or subproc (one process per env: both cores act
     and plan; PVDR pushes its fine-tuned weights to the workers after each fine-tuning rollout)"""
+    aligner: Optional[str] = None
+    """aligner trunk of the PVDR agent, transformer or cnn (default: zoo_configs/pvdr.yml's policy_kwargs)"""
     seed: int = 0
     """seed"""
 
@@ -193,6 +195,18 @@ def print_breakdown(label: str, totals: dict[str, float], steps: int, elapsed: f
             print(f"    {stage:<32s}{1000 * seconds / steps:8.2f}")
 
 
+def pvdr_yaml_policy_kwargs(env_id: str, aligner: Optional[str]) -> dict:
+    """``zoo_configs/pvdr.yml``'s policy_kwargs for ``env_id``, with the aligner's ``arch`` replaced when given."""
+    from sb3_pvdr.zoo import default_conf_file, load_zoo_file, lookup_hyperparams, resolve_policy_kwargs
+
+    kwargs = resolve_policy_kwargs(lookup_hyperparams(load_zoo_file(default_conf_file("pvdr")), env_id).get("policy_kwargs", {}))
+    if aligner is not None:
+        if aligner not in ("transformer", "cnn"):
+            raise ConfigError(f"--aligner must be transformer or cnn, got {aligner!r}")
+        kwargs["features_extractor_kwargs"] = {**kwargs.get("features_extractor_kwargs", {}), "arch": aligner}
+    return kwargs
+
+
 def training_steps_per_second(algo: str, env_id: str, rollouts: int, seed: int, **overrides) -> float:
     """``model.learn()`` env steps/s (SB3's ``time/fps``) with the yaml settings of ``algo`` for ``env_id``."""
     from stable_baselines3.common.env_util import make_vec_env
@@ -239,9 +253,10 @@ def main() -> None:
     ppo_env = DummyVecEnv([make])
     ppo = PPO("MultiInputPolicy", ppo_env, seed=args.seed, device="cpu", policy_kwargs=dict(features_extractor_kwargs=dict(cnn_output_dim=256), net_arch=dict(pi=[256], vf=[256])))
     pvdr_env = DummyVecEnv([lambda: PlanningWrapper(make(), tokenizer, dynamics, seed=args.seed)])
+    pvdr_policy_kwargs = pvdr_yaml_policy_kwargs(args.env, args.aligner)
     pvdr = PVDR("PVDRPolicy", pvdr_env, seed=args.seed, device="cpu", n_candidates=args.n_candidates, replan_every=args.replan_every,
-                plan_metric=args.plan_metric,
-                policy_kwargs=dict(features_extractor_kwargs=dict(dim=64, depth=3, heads=4, ff_dim=128)))
+                plan_metric=args.plan_metric, policy_kwargs=pvdr_policy_kwargs)
+    print(f"PVDR aligner: {pvdr_policy_kwargs['features_extractor_kwargs']}")
 
     # ------------------------------------------------------------------ env steps/s
     ppo_sps = steps_per_second(ppo, ppo_env, args.steps, args.warmup)
@@ -287,7 +302,7 @@ def main() -> None:
             raise ConfigError(f"--train-vec-env must be dummy or subproc, got {args.train_vec_env!r}")
         ppo_fps = training_steps_per_second("ppo", args.env, args.train_rollouts, args.seed, vec_env=args.train_vec_env)
         pvdr_fps = training_steps_per_second("pvdr", args.env, args.train_rollouts, args.seed, wrapper=wrapper,
-                                             vec_env=args.train_vec_env)
+                                             vec_env=args.train_vec_env, policy_kwargs=pvdr_policy_kwargs)
         print(f"training env steps/s (model.learn, zoo_configs settings, {args.train_rollouts} rollouts each, "
               f"{args.train_vec_env} vec env; breakdowns above: in subproc workers' env time is not seen):")
         print(f"  pixel PPO                          {ppo_fps:8.1f}")

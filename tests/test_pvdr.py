@@ -107,6 +107,24 @@ def test_alignment_loss_gradient_reaches_only_the_policy_actor():
     assert all(p.grad is None for p in model.tokenizer.parameters())
 
 
+@pytest.mark.parametrize("act_target", ["action", "window_mean"])
+def test_alignment_targets_are_the_clipped_action_or_the_window_mean(act_target):
+    model = make_model(finetune_rollouts=0, act_target=act_target)
+    collect(model)
+    model._compute_alignment_targets()
+    buffer = model.rollout_buffer
+    l = buffer.plan_length  # noqa: E741
+    clipped = np.clip(buffer.actions, model.action_space.low, model.action_space.high)  # (T, n_envs, a)
+    assert buffer.align_mask.any()
+    for t, e in zip(*np.nonzero(buffer.align_mask)):
+        expected = clipped[t, e] if act_target == "action" else clipped[t : t + l, e].mean(axis=0)
+        np.testing.assert_allclose(buffer.act_targets[t, e], expected, rtol=1e-6)
+    batch = next(buffer.get(batch_size=24))
+    assert batch.act_targets.shape == (24, model.action_space.shape[0])
+    with pytest.raises(ConfigError, match="act_target must be one of"):
+        make_model(act_target="next")
+
+
 def test_alignment_hook_adds_act_coef_times_the_lact_gradient():
     model = make_model(finetune_rollouts=0, act_coef=0.5)
     collect(model)

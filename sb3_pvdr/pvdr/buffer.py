@@ -10,7 +10,8 @@ the observation (x_t, z_t*) and the action this is the experience e_t = (x_t, y_
 ``compute_returns_and_advantage`` relabels the rewards with eq. (6) first (SB3 calls it at the end of
 ``collect_rollouts``, so advantages and returns use the PVDR reward); the env rewards stay in
 ``env_rewards``. Minibatches also carry ``latents`` (z_t = E(x_t, y_t), filled by the algorithm before its
-update) and ``align_mask`` (complete real futures), the inputs of L_act (eq. (5)); the last minibatch
+update), ``align_mask`` (complete real futures) and ``act_targets`` (the action L_act regresses, also filled by
+the algorithm: a_t, or the mean action of the window), the inputs of L_act (eq. (5)); the last minibatch
 handed out is kept in ``current_batch`` for the algorithm's L_act hook.
 """
 
@@ -41,6 +42,7 @@ class PVDRRolloutBufferSamples(NamedTuple):
     returns: th.Tensor
     latents: th.Tensor
     align_mask: th.Tensor
+    act_targets: th.Tensor
 
 
 class PVDRRolloutBuffer(DictRolloutBuffer):
@@ -92,6 +94,7 @@ class PVDRRolloutBuffer(DictRolloutBuffer):
         self.env_rewards = np.zeros(shape, dtype=np.float32)
         self.latents = np.zeros((*shape, *self.z_shape), dtype=np.float32)
         self.align_mask = np.zeros(shape, dtype=bool)
+        self.act_targets = np.zeros((*shape, self.action_dim), dtype=np.float32)
         self.current_batch: Optional[PVDRRolloutBufferSamples] = None
 
     def record(self, infos: Sequence[dict[str, Any]], dones: np.ndarray) -> None:
@@ -113,6 +116,11 @@ class PVDRRolloutBuffer(DictRolloutBuffer):
         """Real futures y_t ``(T, n_envs, l, h, w)`` and the mask of complete ones ``(T, n_envs)``."""
         return future_window(self.next_tokens, self.dones, self.plan_length)
 
+    def future_actions(self) -> tuple[np.ndarray, np.ndarray]:
+        """The actions a_t, ..., a_{t+l-1} that produced each step's real future ``(T, n_envs, l, action_dim)``,
+        and the mask of complete windows ``(T, n_envs)`` (the same windows as :meth:`future_tokens`)."""
+        return future_window(self.actions, self.dones, self.plan_length)
+
     def planning_term(self) -> np.ndarray:
         """Planning-oriented distance of eq. (6) per step ``(T, n_envs)`` (before the weight lambda_3)."""
         return planning_term(self.plan_errors, self.dones)
@@ -127,6 +135,7 @@ class PVDRRolloutBuffer(DictRolloutBuffer):
         if not self.generator_ready:
             self._flat_latents = self.swap_and_flatten(self.latents)
             self._flat_align_mask = self.swap_and_flatten(self.align_mask).reshape(-1)
+            self._flat_act_targets = self.swap_and_flatten(self.act_targets)
         yield from super().get(batch_size)  # type: ignore[misc]
 
     def _get_samples(  # type: ignore[override]
@@ -137,6 +146,7 @@ class PVDRRolloutBuffer(DictRolloutBuffer):
             *base,
             latents=self.to_torch(self._flat_latents[batch_inds]),
             align_mask=th.as_tensor(self._flat_align_mask[batch_inds], device=self.device),
+            act_targets=self.to_torch(self._flat_act_targets[batch_inds]),
         )
         return self.current_batch
 

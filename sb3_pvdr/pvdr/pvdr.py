@@ -50,6 +50,8 @@ from sb3_pvdr.pvdr.policies import PVDRPolicy
 from sb3_pvdr.tokenizer.config import TokenizerConfig
 from sb3_pvdr.tokenizer.model import VQTokenizer
 
+ACT_TARGETS = ("action", "window_mean")
+
 SelfPVDR = TypeVar("SelfPVDR", bound="PVDR")
 
 
@@ -73,6 +75,9 @@ class PVDR(PPO):
         0 = ablation "w/o prior opt")
     :param lambda_3: weight of the planning-oriented reward term (eq. (6); Table 2: 1.0 Meta-World, 4.5 RLBench)
     :param act_coef: weight of L_act (eq. (5)) in the policy loss (0 = ablation "w/o act sl")
+    :param act_target: what L_act regresses onto Pi(x_t, z_t): ``"action"`` (a_t, eq. (5)) or ``"window_mean"``
+        (the mean of a_t, ..., a_{t+l-1}, the actions that produced the l frames z_t encodes;
+        ``scripts/act_target_probe.py`` measures how much of each the network can predict)
     :param ppo_loss: train the policy with PPO's loss (False = ablation "w/o act rl": L_act only)
     :param n_candidates: N, latents sampled from the prior per planning call (eq. (2))
     :param replan_every: plan every this many env steps (1 = every step, as in the paper)
@@ -131,6 +136,7 @@ class PVDR(PPO):
         lambda_2: float = 0.8,
         lambda_3: float = 1.0,
         act_coef: float = 1.0,
+        act_target: str = "action",
         ppo_loss: bool = True,
         n_candidates: int = 16,
         replan_every: int = 1,
@@ -155,6 +161,9 @@ class PVDR(PPO):
         self.dynamics = dynamics
         self.lambda_1, self.lambda_2, self.lambda_3 = float(lambda_1), float(lambda_2), float(lambda_3)
         self.act_coef = float(act_coef)
+        if act_target not in ACT_TARGETS:
+            raise ConfigError(f"act_target must be one of {ACT_TARGETS}, got {act_target!r}")
+        self.act_target = act_target
         self.ppo_loss = bool(ppo_loss)
         self.n_candidates, self.replan_every, self.random_z = int(n_candidates), int(replan_every), bool(random_z)
         self.oracle_z = bool(oracle_z)
@@ -327,17 +336,15 @@ class PVDR(PPO):
         """L_act of eq. (5): ``||a_t - Pi(z_t, x_t)||_2`` with z_t = E(x_t, y_t) (posterior mean) and Pi's
         deterministic action, averaged over the minibatch's steps with complete real futures (``None`` if none).
 
-        The target is the action the env executed (the sampled action clipped to the action space).
+        The target (``batch.act_targets``, see ``act_target``) is built from the actions the env executed (the
+        sampled actions clipped to the action space).
         """
         mask = batch.align_mask
         if not bool(mask.any()):
             return None
         observations = {"context_tokens": batch.observations["context_tokens"][mask], "z_star": batch.latents[mask]}
-        actions = batch.actions[mask]
-        low = th.as_tensor(self.action_space.low, device=actions.device, dtype=actions.dtype)
-        high = th.as_tensor(self.action_space.high, device=actions.device, dtype=actions.dtype)
         predicted = self.policy.get_distribution(observations).mode()
-        return th.linalg.vector_norm(th.clamp(actions, low, high) - predicted, dim=-1).mean()
+        return th.linalg.vector_norm(batch.act_targets[mask] - predicted, dim=-1).mean()
 
     @th.no_grad()
     def _compute_alignment_targets(self, chunk: int = 256) -> None:
@@ -355,6 +362,9 @@ class PVDR(PPO):
                 latents.append(self.dynamics.posterior(x, y).mode().cpu().numpy())
         buffer.latents = np.concatenate(latents).reshape(buffer.latents.shape)
         buffer.align_mask = mask
+        actions, _ = buffer.future_actions()  # (T, n_envs, l, action_dim)
+        actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        buffer.act_targets = (actions[:, :, 0] if self.act_target == "action" else actions.mean(axis=2)).astype(np.float32)
 
     @contextlib.contextmanager
     def _alignment_loss_hook(self) -> Iterator[list[float]]:
