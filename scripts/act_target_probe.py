@@ -74,21 +74,38 @@ def r2(pred: th.Tensor, target: th.Tensor) -> float:
     return float(1 - ((pred - target) ** 2).sum() / ((target - target.mean(0)) ** 2).sum())
 
 
-def fit(arch: str, target: str, train: dict[str, np.ndarray], tests: dict[str, dict[str, np.ndarray]], steps: int, seed: int) -> dict[str, Any]:
+def fit(arch: str, target: str, train: dict[str, np.ndarray], tests: dict[str, dict[str, np.ndarray]], steps: int, seed: int,
+        inputs: str = "z") -> dict[str, Any]:
+    """Fit PVDR's policy network (``inputs="z"``: context + posterior z, what L_act sees) or the token-PPO network
+    on the context and the real future frames themselves (``inputs="frames"``: what z could at best tell)."""
+    from sb3_pvdr.ppo_tokens import TokenGoalPolicy
     from sb3_pvdr.pvdr import PVDRPolicy
 
     th.manual_seed(seed)
     m, h, w = train["context"].shape[1:]
-    space = spaces.Dict({
-        "context_tokens": spaces.Box(0, 255, (m, h, w), np.int64),
-        "z_star": spaces.Box(-np.inf, np.inf, train["z"].shape[1:], np.float32),
-    })
+    l = train["future"].shape[1]  # noqa: E741
     kwargs = dict(dim=64, depth=3, heads=4, ff_dim=128) if arch == "transformer" else dict(arch="cnn")
-    policy = PVDRPolicy(space, spaces.Box(-1, 1, (4,), np.float32), lambda _: 3e-4, features_extractor_kwargs=kwargs)
+    action_space = spaces.Box(-1, 1, (4,), np.float32)
+    if inputs == "z":
+        space = spaces.Dict({
+            "context_tokens": spaces.Box(0, 255, (m, h, w), np.int64),
+            "z_star": spaces.Box(-np.inf, np.inf, train["z"].shape[1:], np.float32),
+        })
+        policy = PVDRPolicy(space, action_space, lambda _: 3e-4, features_extractor_kwargs=kwargs)
+    else:  # the whole clip as "context", its last frame in the goal's place
+        space = spaces.Dict({
+            "context_tokens": spaces.Box(0, 255, (m + l, h, w), np.int64),
+            "goal_tokens": spaces.Box(0, 255, (1, h, w), np.int64),
+        })
+        policy = TokenGoalPolicy(space, action_space, lambda _: 3e-4, features_extractor_kwargs=kwargs)
     optimizer = th.optim.Adam(policy.parameters(), lr=3e-4)
 
     def predict(data: dict[str, np.ndarray], idx: Any) -> th.Tensor:
-        obs = {"context_tokens": th.as_tensor(data["context"][idx]).float(), "z_star": th.as_tensor(data["z"][idx])}
+        if inputs == "z":
+            obs = {"context_tokens": th.as_tensor(data["context"][idx]).float(), "z_star": th.as_tensor(data["z"][idx])}
+        else:
+            clip = np.concatenate([data["context"][idx], data["future"][idx]], axis=1)
+            obs = {"context_tokens": th.as_tensor(clip).float(), "goal_tokens": th.as_tensor(clip[:, -1:]).float()}
         return policy.get_distribution(obs).distribution.mean
 
     gen = np.random.default_rng(seed)
@@ -104,11 +121,11 @@ def fit(arch: str, target: str, train: dict[str, np.ndarray], tests: dict[str, d
     with th.no_grad():
         for name, data in tests.items():
             pred = th.cat([predict(data, slice(i, i + 256)) for i in range(0, len(data["z"]), 256)])
-            for key in ("action", "window_mean"):
-                result[f"{name}/r2_{key}"] = round(r2(pred, th.as_tensor(data[key])), 4)
+            for key in ("action", "window_mean"):  # x, y, z of the hand (the gripper's effort is barely visible)
+                result[f"{name}/r2_xyz_{key}"] = round(r2(pred[:, :3], th.as_tensor(data[key])[:, :3]), 4)
             cos = th.nn.functional.cosine_similarity(pred[:, :3], th.as_tensor(data["action"])[:, :3], dim=-1)
             result[f"{name}/cos_xyz_action"] = round(float(cos.mean()), 4)
-    print(f"  {arch:11s} target {target:11s} {result}", flush=True)
+    print(f"  {inputs:6s} {arch:11s} target {target:11s} {result}", flush=True)
     return result
 
 
@@ -119,6 +136,8 @@ def main() -> None:
     parser.add_argument("--steps-per-episode", type=int, default=100)
     parser.add_argument("--train-steps", type=int, default=1000)
     parser.add_argument("--archs", default="transformer,cnn")
+    parser.add_argument("--inputs", default="z", help="z (context + posterior z, L_act's input), frames (context + real future tokens), or both")
+    parser.add_argument("--targets", default="action,window_mean")
     parser.add_argument("--model", default="metaworld-64")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
@@ -145,9 +164,11 @@ def main() -> None:
           f"test windows in {time.perf_counter() - t0:.0f} s", flush=True)
     results: dict[str, Any] = {"task": args.task, "model": args.model, "m": m, "l": l, "train_windows": len(train["z"]),
                                "train_steps": args.train_steps, "fits": {}}
-    for arch in args.archs.split(","):
-        for target in ("action", "window_mean"):
-            results["fits"][f"{arch}/{target}"] = fit(arch, target, train, tests, args.train_steps, args.seed)
+    for inputs in args.inputs.split(","):
+        for arch in args.archs.split(","):
+            for target in args.targets.split(","):
+                key = f"{arch}/{target}" if inputs == "z" else f"{inputs}/{arch}/{target}"
+                results["fits"][key] = fit(arch, target, train, tests, args.train_steps, args.seed, inputs)
     text = json.dumps(results, indent=1)
     print(text)
     if args.out is not None:
