@@ -73,8 +73,12 @@ def load_codebook(name: str) -> th.Tensor:
 
 
 class GridCNN(nn.Module):
-    """Frames stacked on channels, 3x3 convolutions at the token grid's resolution, flattened, one linear layer:
-    NatureCNN's recipe on a token grid (every cell keeps its place up to the last layer).
+    """Frames stacked on channels, 3x3 convolutions at the token grid's resolution, flattened, one linear layer and
+    a LayerNorm: NatureCNN's recipe on a token grid (every cell keeps its place up to the last layer).
+
+    The LayerNorm bounds the features, as the transformer's final norm does: with a ReLU there instead, 50 Adam
+    steps of a policy-gradient loss on random advantages moved the action mean by 660 (transformer 1.3, pixel PPO's
+    NatureCNN + MLP 3.2), and in reach runs every PPO update had approx_kl 0.1-0.18 and clip fraction ~0.5.
 
     :param in_channels: ``frames * dim``
     :param grid: token grid ``(h, w)``
@@ -92,7 +96,7 @@ class GridCNN(nn.Module):
             nn.ReLU(),
             nn.Flatten(),
             nn.Linear(channels * h * w, features_dim),
-            nn.ReLU(),
+            nn.LayerNorm(features_dim),
         )
 
     def forward(self, frames: th.Tensor) -> th.Tensor:
