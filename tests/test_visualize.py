@@ -28,7 +28,9 @@ def test_tsne_figure_of_prior_samples_coloured_by_actions(tmp_path):
     goals = tmp_path / "goals"
     env = PlanningWrapper(make_metaworld_env("reach-v2", image_size=16, variant=0, goal_cache_dir=goals), tokenizer, dynamics, n_candidates=2)
     run = tmp_path / "logs" / "pvdr" / "reach-v2_1"
-    PVDR("PVDRPolicy", env, n_steps=8, batch_size=8, policy_kwargs=TINY_POLICY, seed=0).save(run / "best_model.zip")
+    # PyTorch's default head init (init_heads=False) stands in for a trained policy: actions that vary with z
+    policy_kwargs = dict(TINY_POLICY, init_heads=False)
+    PVDR("PVDRPolicy", env, n_steps=8, batch_size=8, policy_kwargs=policy_kwargs, seed=0).save(run / "best_model.zip")
     env.close()
     # the run's env kwargs come from its config.yml, as train.py writes it
     (run / "reach-v2").mkdir()
