@@ -467,6 +467,16 @@ def test_cnn_arch_keeps_positions_and_codebook_embeds_tokens(tmp_path):
         PVDRFeaturesExtractor(env.observation_space, arch="mlp")
 
 
+def test_token_embedding_loads_a_state_dict_saved_before_it_existed():
+    from sb3_pvdr.pvdr.extractor import TokenEmbedding
+
+    old = torch.nn.Embedding(16, 8)  # what policies saved before TokenEmbedding held under `embed`
+    module = torch.nn.Module()
+    module.embed = TokenEmbedding(16, 8)
+    module.load_state_dict({"embed.weight": old.weight.detach().clone()})
+    torch.testing.assert_close(module.embed(torch.tensor([3, 5])), old(torch.tensor([3, 5])))
+
+
 def test_policy_heads_start_small_like_sb3():
     model = make_model()
     obs = model.env.reset()
