@@ -169,13 +169,12 @@ def main() -> None:
             for target in args.targets.split(","):
                 key = f"{arch}/{target}" if inputs == "z" else f"{inputs}/{arch}/{target}"
                 results["fits"][key] = fit(arch, target, train, tests, args.train_steps, args.seed, inputs)
-    text = json.dumps(results, indent=1)
-    print(text)
+    print(json.dumps(results, indent=1))
     if args.out is not None:
-        from sb3_pvdr.common.checkpoint import atomic_write_bytes
+        from sb3_pvdr.experiments.results import write_json_atomic
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(args.out, text.encode())
+        write_json_atomic(args.out, results)
 
 
 if __name__ == "__main__":

@@ -180,13 +180,12 @@ def main() -> None:
         train_obs = observations(design, train_data, tokenizer)
         val_obs = observations(design, val_data, tokenizer)
         results["designs"][design] = probe(design, train_obs, val_obs, y_train, y_val, args.train_steps, args.batch_size, args.tokenizer, args.seed)
-    text = json.dumps(results, indent=1)
-    print(text)
+    print(json.dumps(results, indent=1))
     if args.out is not None:
-        from sb3_pvdr.common.checkpoint import atomic_write_bytes
+        from sb3_pvdr.experiments.results import write_json_atomic
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(args.out, text.encode())
+        write_json_atomic(args.out, results)
 
 
 if __name__ == "__main__":
