@@ -172,3 +172,29 @@ def test_a_run_alive_in_another_command_is_not_launched_twice(tmp_path, capsys):
     assert "running from another command: skipped (ppo-a/reach-v2/0)" in capsys.readouterr().out
     assert segments(run_dir) == []  # nothing launched
     assert "running" in runner.status_line(run, {})
+
+
+def _write_segment(folder, episodes, evals):
+    """A fake rl-zoo segment: monitor rows (length, success) of one env and evaluations at the given steps."""
+    folder.mkdir(parents=True)
+    lines = ['#{"t_start": 0, "env_id": "x"}', "r,l,t,is_success"]
+    lines += [f"-1.0,{n},{i + 1.0},{success}" for i, (n, success) in enumerate(episodes)]
+    (folder / "0.monitor.csv").write_text("\n".join(lines) + "\n")
+    np.savez(folder / "evaluations.npz", timesteps=np.array(evals), results=np.zeros((len(evals), 2)),
+             successes=np.zeros((len(evals), 2)))
+
+
+def test_curve_counts_training_successes_between_evaluations_across_a_resume(tmp_path):
+    # segment 1: episodes end at 100 (success), 200 (fail), 300 (success; after the resume point, dropped);
+    # segment 2 resumes at 200: episodes end at 300 (fail), 400 (fail)
+    _write_segment(tmp_path / "ppo" / "r_1", [(100, True), (100, False), (100, True)], [100, 200, 300])
+    _write_segment(tmp_path / "ppo" / "r_2", [(100, False), (100, False)], [300, 400])
+    (tmp_path / "segments.json").write_text(json.dumps([{"folder": "ppo/r_1", "start": 0}, {"folder": "ppo/r_2", "start": 200}]))
+    curve = read_curve(tmp_path)
+    assert [p.timesteps for p in curve] == [100, 200, 300, 400]
+    assert [p.train_success_rate for p in curve] == [1.0, 0.0, 0.0, 0.0]
+    # no episode ended since the previous evaluation: nan, left out of the table
+    _write_segment(tmp_path / "b" / "r_1", [(200, True)], [100, 200])
+    (tmp_path / "segments.json").write_text(json.dumps([{"folder": "b/r_1", "start": 0}]))
+    values = [p.train_success_rate for p in read_curve(tmp_path)]
+    assert np.isnan(values[0]) and values[1] == 1.0

@@ -82,7 +82,9 @@ def write_results(spec: ExperimentSpec, results_dir: Path) -> str:
     title = f"{spec.name}: success rate, mean and std over seeds"
     plot_curves(rows, results_dir / "curves.png", "timesteps", title)
     plot_curves(rows, results_dir / "curves_wall.png", "wall_time_s", title + " (wall-clock)")
-    table = success_table(spec, rows)
+    table = (success_table(spec, rows) + "\nSuccess rate (%) of the training episodes that ended since the previous "
+             "evaluation (stochastic policy; finer-grained than a few deterministic evaluation episodes):\n\n"
+             + success_table(spec, rows, key="train_success_rate"))
     (results_dir / "table.md").write_text(table)
     (results_dir / "experiment.yml").write_text(spec.source)
     write_json_atomic(results_dir / "meta.json", {"experiment": spec.name, "machine": machine_info(),

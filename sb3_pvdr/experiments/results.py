@@ -25,7 +25,7 @@ import numpy as np
 from sb3_pvdr.common.checkpoint import atomic_write_bytes
 from sb3_pvdr.experiments.spec import ExperimentSpec, RunSpec
 
-CURVE_COLUMNS = ("label", "algo", "env", "seed", "timesteps", "success_rate", "mean_reward", "wall_time_s")
+CURVE_COLUMNS = ("label", "algo", "env", "seed", "timesteps", "success_rate", "mean_reward", "wall_time_s", "train_success_rate")
 SEGMENTS_FILE = "segments.json"
 DONE_FILE = "done.json"
 CHECKPOINT_RE = re.compile(r"rl_model_(\d+)_steps\.zip$")
@@ -33,12 +33,14 @@ CHECKPOINT_RE = re.compile(r"rl_model_(\d+)_steps\.zip$")
 
 @dataclass
 class CurvePoint:
-    """One evaluation of one run."""
+    """One evaluation of one run (``train_success_rate``: share of the training episodes that ended since the
+    previous evaluation and reported ``is_success``; nan when none ended or the monitor has no ``is_success``)."""
 
     timesteps: int
     success_rate: float
     mean_reward: float
     wall_time_s: float
+    train_success_rate: float = float("nan")
 
 
 def read_json(path: Path, default: Any) -> Any:
@@ -75,18 +77,27 @@ def latest_checkpoint(run_dir: Path, evaluated: bool = False) -> tuple[int, Opti
     return best
 
 
-def _episode_clock(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(env steps done, seconds since the segment started) after each finished training episode, all envs merged."""
+def _episodes(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per finished training episode of a segment, all envs merged in time order: (env steps done, seconds since
+    the segment started, success 1/0 or nan), each with a leading entry for the segment's start."""
     rows = []
     for path in folder.glob("*.monitor.csv"):
         with path.open() as f:
             f.readline()  # '#{"t_start": ..., "env_id": ...}'
-            rows += [(float(r["t"]), int(r["l"])) for r in csv.DictReader(f)]
-    if not rows:
-        return np.zeros(1), np.zeros(1)
+            for r in csv.DictReader(f):
+                success = r.get("is_success")
+                flag = float("nan") if success in (None, "") else float(success.strip().lower() in ("true", "1", "1.0"))
+                rows.append((float(r["t"]), int(r["l"]), flag))
     rows.sort()
-    times = np.array([0.0] + [t for t, _ in rows])
-    steps = np.cumsum([0] + [n for _, n in rows])
+    times = np.array([0.0] + [t for t, _, _ in rows])
+    steps = np.cumsum([0] + [n for _, n, _ in rows])
+    successes = np.array([np.nan] + [s for _, _, s in rows])
+    return steps, times, successes
+
+
+def _episode_clock(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(env steps done, seconds since the segment started) after each finished training episode, all envs merged."""
+    steps, times, _ = _episodes(folder)
     return steps, times
 
 
@@ -101,9 +112,11 @@ def steps_done(run_dir: Path) -> int:
 
 def read_curve(run_dir: Path) -> list[CurvePoint]:
     """Evaluations of a run, segments merged: a segment's evaluations count until the next segment's start, and
-    its wall-clock continues from where the previous segment was at that step."""
+    its wall-clock continues from where the previous segment was at that step. Training episodes count towards
+    the first evaluation at or after the step they ended at (``train_success_rate``)."""
     segs = segments(run_dir)
     points: list[CurvePoint] = []
+    episodes: list[tuple[int, float]] = []  # (env step at the episode's end, success) over all segments
     offset = 0.0  # wall-clock seconds at the current segment's start
     clock: Optional[tuple[int, np.ndarray, np.ndarray]] = None  # previous segment: start, steps, times
     for i, seg in enumerate(segs):
@@ -115,8 +128,10 @@ def read_curve(run_dir: Path) -> list[CurvePoint]:
         elif clock is not None:
             offset += float(np.interp(start - clock[0], clock[1], clock[2]))
         folder = run_dir / seg["folder"]
-        steps, times = _episode_clock(folder)
+        steps, times, successes = _episodes(folder)
         clock = (start, steps, times)
+        episodes = [e for e in episodes if e[0] <= start]
+        episodes += [(start + int(n), float(f)) for n, f in zip(steps[1:], successes[1:]) if end is None or start + n <= end]
         path = folder / "evaluations.npz"
         if not path.is_file():
             continue
@@ -129,6 +144,11 @@ def read_curve(run_dir: Path) -> list[CurvePoint]:
             success = float(np.mean(successes[j])) if successes is not None and j < len(successes) else float("nan")
             wall = offset + float(np.interp(t - start, steps, times))
             points.append(CurvePoint(int(t), success, float(np.mean(results[j])), wall))
+    previous = 0
+    for p in points:
+        flags = [f for n, f in episodes if previous < n <= p.timesteps and not np.isnan(f)]
+        p.train_success_rate = float(np.mean(flags)) if flags else float("nan")
+        previous = p.timesteps
     return points
 
 
@@ -140,7 +160,7 @@ def collect_curves(spec: ExperimentSpec, runs_dir: Path) -> list[dict[str, Any]]
             rows.append(
                 {"label": run.label, "algo": run.algo, "env": run.env, "seed": run.seed, "timesteps": p.timesteps,
                  "success_rate": round(p.success_rate, 4), "mean_reward": round(p.mean_reward, 4),
-                 "wall_time_s": round(p.wall_time_s, 1)}
+                 "wall_time_s": round(p.wall_time_s, 1), "train_success_rate": round(p.train_success_rate, 4)}
             )
     return rows
 
@@ -158,8 +178,8 @@ def read_curves_csv(path: Path) -> list[dict[str, Any]]:
         rows = list(csv.DictReader(f))
     for row in rows:
         row["seed"], row["timesteps"] = int(row["seed"]), int(row["timesteps"])
-        for key in ("success_rate", "mean_reward", "wall_time_s"):
-            row[key] = float(row[key])
+        for key in ("success_rate", "mean_reward", "wall_time_s", "train_success_rate"):
+            row[key] = float(row.get(key) or "nan")  # csvs written before train_success_rate existed: nan
     return rows
 
 
@@ -171,8 +191,12 @@ def value_at(points: list[dict[str, Any]], budget: int, key: str = "success_rate
     return max(reached, key=lambda p: p["timesteps"])[key]
 
 
-def success_table(spec: ExperimentSpec, rows: list[dict[str, Any]]) -> str:
-    """Markdown table: success rate (%) mean +- std over seeds at each budget, and wall-clock per 10k env steps."""
+def success_table(spec: ExperimentSpec, rows: list[dict[str, Any]], key: str = "success_rate") -> str:
+    """Markdown table: success rate (%) mean +- std over seeds at each budget, and wall-clock per 10k env steps.
+
+    :param key: ``success_rate`` (evaluations) or ``train_success_rate`` (training episodes since the previous
+        evaluation; seeds with no such episode are left out)
+    """
     header = ["env", "label", *[f"{b // 1000}k" if b % 1000 == 0 else str(b) for b in spec.budgets], "s / 10k steps"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for env in spec.envs:
@@ -182,9 +206,9 @@ def success_table(spec: ExperimentSpec, rows: list[dict[str, Any]]) -> str:
                 continue
             cells = [env, label]
             for budget in spec.budgets:
-                values = [value_at([r for r in rows if r["label"] == label and r["env"] == env and r["seed"] == s], budget)
+                values = [value_at([r for r in rows if r["label"] == label and r["env"] == env and r["seed"] == s], budget, key)
                           for s in seeds]
-                values = [100 * v for v in values if v is not None]
+                values = [100 * v for v in values if v is not None and not np.isnan(v)]
                 cells.append(f"{np.mean(values):.0f} ± {np.std(values):.0f} (n={len(values)})" if values else "–")
             speeds = []
             for s in seeds:
