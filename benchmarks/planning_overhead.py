@@ -35,7 +35,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import Optional
+from typing import Optional, Union
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -48,6 +48,7 @@ from pretrain_throughput import matmul_flops_per_s  # noqa: E402  (benchmarks/ i
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from sb3_pvdr.common.errors import ConfigError, cli_entry  # noqa: E402
+from sb3_pvdr.common.precision import BF16_CPU_FLAGS, cpu_flags  # noqa: E402
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel  # noqa: E402
 from sb3_pvdr.envs import make_metaworld_env  # noqa: E402
 from sb3_pvdr.planning import Planner, PlanningWrapper  # noqa: E402
@@ -89,6 +90,8 @@ class Args:
     and plan; PVDR pushes its fine-tuned weights to the workers after each fine-tuning rollout)"""
     aligner: Optional[str] = None
     """aligner trunk of the PVDR agent, transformer or cnn (default: zoo_configs/pvdr.yml's policy_kwargs)"""
+    bf16: Optional[str] = None
+    """bf16 autocast of the PVDR agent's planning models: true, false or auto (default: zoo_configs/pvdr.yml's bf16)"""
     seed: int = 0
     """seed"""
 
@@ -207,6 +210,18 @@ def pvdr_yaml_policy_kwargs(env_id: str, aligner: Optional[str]) -> dict:
     return kwargs
 
 
+def pvdr_yaml_bf16(env_id: str, bf16: Optional[str]) -> Union[bool, str]:
+    """``--bf16`` as PVDR's ``bf16`` argument, or ``zoo_configs/pvdr.yml``'s value for ``env_id`` (false if absent)."""
+    from sb3_pvdr.zoo import default_conf_file, load_zoo_file, lookup_hyperparams
+
+    if bf16 is None:
+        return lookup_hyperparams(load_zoo_file(default_conf_file("pvdr")), env_id).get("bf16", False)
+    value = {"true": True, "false": False, "auto": "auto"}.get(bf16.lower())
+    if value is None:
+        raise ConfigError(f"--bf16 must be true, false or auto, got {bf16!r}")
+    return value
+
+
 def training_steps_per_second(algo: str, env_id: str, rollouts: int, seed: int, **overrides) -> float:
     """``model.learn()`` env steps/s (SB3's ``time/fps``) with the yaml settings of ``algo`` for ``env_id``."""
     from stable_baselines3.common.env_util import make_vec_env
@@ -254,9 +269,12 @@ def main() -> None:
     ppo = PPO("MultiInputPolicy", ppo_env, seed=args.seed, device="cpu", policy_kwargs=dict(features_extractor_kwargs=dict(cnn_output_dim=256), net_arch=dict(pi=[256], vf=[256])))
     pvdr_env = DummyVecEnv([lambda: PlanningWrapper(make(), tokenizer, dynamics, seed=args.seed)])
     pvdr_policy_kwargs = pvdr_yaml_policy_kwargs(args.env, args.aligner)
+    bf16 = pvdr_yaml_bf16(args.env, args.bf16)
     pvdr = PVDR("PVDRPolicy", pvdr_env, seed=args.seed, device="cpu", n_candidates=args.n_candidates, replan_every=args.replan_every,
-                plan_metric=args.plan_metric, policy_kwargs=pvdr_policy_kwargs)
+                plan_metric=args.plan_metric, policy_kwargs=pvdr_policy_kwargs, bf16=bf16)
     print(f"PVDR aligner: {pvdr_policy_kwargs['features_extractor_kwargs']}")
+    native = [flag for flag in BF16_CPU_FLAGS if flag in cpu_flags()]
+    print(f"PVDR bf16 autocast: {pvdr.use_bf16} (bf16={bf16!r}; CPU native bf16: {', '.join(native) if native else 'no (avx2/avx512 only: emulated, slower)'})")
 
     # ------------------------------------------------------------------ env steps/s
     ppo_sps = steps_per_second(ppo, ppo_env, args.steps, args.warmup)
@@ -302,7 +320,7 @@ def main() -> None:
             raise ConfigError(f"--train-vec-env must be dummy or subproc, got {args.train_vec_env!r}")
         ppo_fps = training_steps_per_second("ppo", args.env, args.train_rollouts, args.seed, vec_env=args.train_vec_env)
         pvdr_fps = training_steps_per_second("pvdr", args.env, args.train_rollouts, args.seed, wrapper=wrapper,
-                                             vec_env=args.train_vec_env, policy_kwargs=pvdr_policy_kwargs)
+                                             vec_env=args.train_vec_env, policy_kwargs=pvdr_policy_kwargs, bf16=bf16)
         print(f"training env steps/s (model.learn, zoo_configs settings, {args.train_rollouts} rollouts each, "
               f"{args.train_vec_env} vec env; breakdowns above: in subproc workers' env time is not seen):")
         print(f"  pixel PPO                          {ppo_fps:8.1f}")
@@ -312,18 +330,19 @@ def main() -> None:
     context = tokenizer.encode(np.repeat(first["observation"][None], dynamics.config.m, axis=0))
     generator = torch.Generator().manual_seed(args.seed)
     print(f"ms per planning call (m={dynamics.config.m}, l={dynamics.config.l}, grid {dynamics.grid_size}, mean of {args.calls} calls):")
-    print(f"  {'N':>4s} {'codes':>10s} {'pixels':>10s}")
+    print(f"  {'N':>4s} {'codes':>10s} {'pixels':>10s} {'codes bf16':>12s} {'pixels bf16':>12s}")
     for n in args.candidates:
         row = []
-        for metric in ("codes", "pixels"):
-            planner = Planner(tokenizer, dynamics, metric)
-            goal = planner.frame_target(torch.from_numpy(first["desired_goal"])[None])[0]
-            planner.plan(context, goal, n, generator)  # warm-up
-            start = time.perf_counter()
-            for _ in range(args.calls):
-                planner.plan(context, goal, n, generator)
-            row.append(1000 * (time.perf_counter() - start) / args.calls)
-        print(f"  {n:>4d} {row[0]:>8.1f}ms {row[1]:>8.1f}ms")
+        for use_bf16 in (False, True):
+            for metric in ("codes", "pixels"):
+                planner = Planner(tokenizer, dynamics, metric)
+                goal = planner.frame_target(torch.from_numpy(first["desired_goal"])[None])[0]
+                planner.plan(context, goal, n, generator, bf16=use_bf16)  # warm-up
+                start = time.perf_counter()
+                for _ in range(args.calls):
+                    planner.plan(context, goal, n, generator, bf16=use_bf16)
+                row.append(1000 * (time.perf_counter() - start) / args.calls)
+        print(f"  {n:>4d} {row[0]:>8.1f}ms {row[1]:>8.1f}ms {row[2]:>10.1f}ms {row[3]:>10.1f}ms")
     for env in (probe_env, ppo_env, pvdr_env):
         env.close()
 

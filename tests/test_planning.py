@@ -291,3 +291,32 @@ def test_prior_temperature_spreads_the_candidates():
     assert spread[3.0] == pytest.approx(3 * spread[1.0], rel=1e-4)
     with pytest.raises(ConfigError, match="prior_temperature"):
         PlanningWrapper(FakeImageGoalEnv(), tokenizer, dynamics, prior_temperature=0.0)
+
+
+def test_bf16_planning_keeps_fp32_outputs_and_nearly_the_same_plans():
+    tokenizer, dynamics = tiny_models()
+    planner = Planner(tokenizer, dynamics, "codes")
+    context = torch.randint(0, 16, (2, 4, 4), generator=torch.Generator().manual_seed(1))
+    goal = torch.zeros((IMAGE, IMAGE, 3), dtype=torch.uint8)
+    plans = [planner.plan(context, goal, 8, generator=torch.Generator().manual_seed(0), bf16=bf16) for bf16 in (False, True)]
+    for plan in plans:
+        assert plan.z_star.dtype == torch.float32 and plan.distances.dtype == torch.float32
+    # the same prior samples (fp32 noise), decoded in bf16: nearly every token of every candidate agrees
+    assert (plans[0].tokens == plans[1].tokens).float().mean() > 0.9
+    torch.testing.assert_close(plans[1].distances, plans[0].distances, atol=0.05, rtol=0.05)
+
+
+def test_bf16_switch_resolves_auto_from_the_hardware_and_rejects_other_values(monkeypatch):
+    from sb3_pvdr.common import precision
+
+    assert precision.resolve_bf16(True, "cpu") and not precision.resolve_bf16(False, "cpu")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert precision.resolve_bf16("auto", "cpu")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert not precision.resolve_bf16("auto", "cpu")
+    with pytest.raises(ConfigError, match="bf16 must be"):
+        precision.resolve_bf16("yes", "cpu")
+    env = PlanningWrapper(FakeImageGoalEnv(), *tiny_models(), bf16=True)
+    assert env.bf16
+    env.configure(bf16=False)
+    assert not env.bf16

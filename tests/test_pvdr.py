@@ -523,3 +523,18 @@ def test_subprocess_workers_plan_with_the_fine_tuned_weights():
                 torch.testing.assert_close(worker_planner.dynamics.state_dict()[k], v)
     finally:
         env.close()
+
+
+def test_bf16_runs_planning_targets_and_finetuning_in_bf16_with_fp32_results():
+    model = make_model(finetune_rollouts=1, finetune_lr=1e-3, bf16=True)
+    assert model.use_bf16 and model.env.get_attr("bf16")[0]  # the env's planner was bound with it
+    before = {k: v.clone() for k, v in model.dynamics.state_dict().items()}
+    collect(model)  # fine-tuning rollout: forward passes under autocast, fp32 weights updated
+    after = model.dynamics.state_dict()
+    assert all(v.dtype == before[k].dtype for k, v in after.items())
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    collect(model)  # alignment rollout
+    model._compute_alignment_targets()
+    assert model.rollout_buffer.latents.dtype == np.float32 and np.isfinite(model.rollout_buffer.latents).all()
+    with pytest.raises(ConfigError, match="bf16 must be"):
+        make_model(bf16="sometimes")

@@ -33,6 +33,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from sb3_pvdr.common.errors import CheckpointError, ConfigError
+from sb3_pvdr.common.precision import bf16_autocast
 from sb3_pvdr.dynamics import VisualDynamicsModel
 from sb3_pvdr.tokenizer.model import VQTokenizer
 
@@ -183,6 +184,7 @@ class Planner:
         random_z: bool = False,
         oracle_future: Optional[Tensor] = None,
         temperature: float = 1.0,
+        bf16: bool = False,
     ) -> PlanResult:
         """Sample ``n_candidates`` latents from the prior, decode their plans, keep the closest to the goal.
 
@@ -195,10 +197,12 @@ class Planner:
             expert's); z* is then the posterior mean E(x, y) of it (one candidate, no argmin)
         :param temperature: candidates are ``mean + temperature * std * eps``: 1 samples the prior P(.|x) itself,
             larger values spread the N candidates wider (more diverse plans for eq. (2) to choose from)
+        :param bf16: run the prior, the generation and the plans' decoding under bf16 autocast
+            (:mod:`sb3_pvdr.common.precision`); latents and distances stay fp32
         """
         device = self.device
         x = context.to(device).long()[None]
-        with eval_mode(self.dynamics, self.tokenizer):
+        with eval_mode(self.dynamics, self.tokenizer), bf16_autocast(bf16, device):
             if oracle_future is not None:
                 z = self.dynamics.posterior(x, oracle_future.to(device).long()[None]).mode()
             elif random_z:
@@ -207,8 +211,9 @@ class Planner:
                 prior = self.dynamics.prior(x)
                 eps = torch.randn((n_candidates, *self.dynamics.z_shape), generator=generator, device=device)
                 z = prior.mean + temperature * prior.std * eps  # (n, h, w, d): N samples of P(.|x) (tempered)
+            z = z.float()
             tokens = self.dynamics.generate(x, z, use_cache=True)
-            frames = self.represent(tokens)
+            frames = self.represent(tokens).float()
         if goal.dtype == torch.uint8:
             goal = self.frame_target(goal[None].to(device))[0]
         distances = plan_goal_distance(frames, goal.to(device))

@@ -33,6 +33,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback,
 from stable_baselines3.common.logger import TensorBoardOutputFormat
 from tensorboard.compat.proto.summary_pb2 import Summary
 
+from sb3_pvdr.common.precision import bf16_autocast
 from sb3_pvdr.dynamics import LossBreakdown, VisualDynamicsModel
 from sb3_pvdr.planning.planner import eval_mode, plan_goal_distance
 from sb3_pvdr.pvdr.interface import FINETUNE, FineTunedModel
@@ -210,7 +211,8 @@ class DynamicsFineTuneCallback(BaseCallback):
             for _ in range(model.finetune_epochs):
                 for idx in _minibatches(len(contexts), model.finetune_batch_size, rng, model.finetune_batches):
                     x, y, _ = batch(idx)
-                    loss, parts = reconstruction_loss(dynamics, x, y, model.lambda_1)
+                    with bf16_autocast(model.use_bf16, device):
+                        loss, parts = reconstruction_loss(dynamics, x, y, model.lambda_1)
                     model.dynamics_optimizer.zero_grad()
                     loss.backward(inputs=model.finetuned_parameters("rec"))
                     th.nn.utils.clip_grad_norm_(model.finetuned_parameters("rec"), model.max_grad_norm)
@@ -222,7 +224,8 @@ class DynamicsFineTuneCallback(BaseCallback):
             for _ in range(model.finetune_epochs):
                 for idx in _minibatches(len(contexts), model.finetune_batch_size, rng, model.finetune_batches):
                     x, y, g = batch(idx)
-                    loss, parts = prior_loss(dynamics, tokenizer, x, y, g, model.lambda_2, model.plan_metric)
+                    with bf16_autocast(model.use_bf16, device):
+                        loss, parts = prior_loss(dynamics, tokenizer, x, y, g, model.lambda_2, model.plan_metric)
                     model.prior_optimizer.zero_grad()
                     loss.backward(inputs=model.finetuned_parameters("prior"))
                     th.nn.utils.clip_grad_norm_(model.finetuned_parameters("prior"), model.max_grad_norm)

@@ -39,6 +39,7 @@ class FineTunedModel(Protocol):
     finetune_epochs: int
     finetune_batch_size: int
     finetune_batches: Optional[int]
+    use_bf16: bool  # bf16 autocast of the planning models' forward passes (``bf16`` resolved for the device)
 
     def finetuned_parameters(self, group: str) -> list[th.nn.Parameter]:
         """Parameters updated by L_rec (``"rec"``) or L_prior (``"prior"``)."""

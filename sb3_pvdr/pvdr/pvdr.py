@@ -41,6 +41,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecEnvWrapper
 
 from sb3_pvdr.common.errors import ConfigError
+from sb3_pvdr.common.precision import bf16_autocast, resolve_bf16
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
 from sb3_pvdr.planning.planner import PLAN_METRICS, PathOrModule, eval_mode, load_planning_models
 from sb3_pvdr.pvdr.buffer import PVDRRolloutBuffer, PVDRRolloutBufferSamples
@@ -98,6 +99,10 @@ class PVDR(PPO):
     :param finetune_batches: at most this many minibatches per pass (a random subset of the rollout's clips,
         like SB3's ``gradient_steps``); ``None``: every clip of the rollout. A CPU knob: each minibatch costs
         about a pre-training step plus a greedy generation (L_prior's goal term)
+    :param bf16: run the planning models (planning, L_act's posterior targets, fine-tuning's forward and
+        backward) under bf16 autocast: ``True``/``False``, or ``"auto"``: where the device has native bf16
+        (CPU ``avx512_bf16``/AMX, or a CUDA device that supports it; :mod:`sb3_pvdr.common.precision`). The
+        policy and weights stay fp32
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"PVDRPolicy": PVDRPolicy}
@@ -151,6 +156,7 @@ class PVDR(PPO):
         finetune_epochs: int = 1,
         finetune_batch_size: int = 32,
         finetune_batches: Optional[int] = None,
+        bf16: Union[bool, str] = False,
         _init_setup_model: bool = True,
     ) -> None:
         if not ppo_loss and act_coef <= 0:
@@ -177,6 +183,9 @@ class PVDR(PPO):
         if finetune_batches is not None and int(finetune_batches) < 1:
             raise ConfigError(f"finetune_batches must be >= 1 or None (all), got {finetune_batches}")
         self.finetune_batches = None if finetune_batches is None else int(finetune_batches)
+        resolve_bf16(bf16, "cpu")  # validate before anything is built
+        self.bf16 = bf16
+        self.use_bf16 = False  # resolved for the device in _setup_model
         self._tokenizer_config: Optional[dict[str, Any]] = None
         self._dynamics_config: Optional[dict[str, Any]] = None
         self._n_rollouts = 0
@@ -212,6 +221,7 @@ class PVDR(PPO):
 
     # ------------------------------------------------------------------ setup
     def _setup_model(self) -> None:
+        self.use_bf16 = resolve_bf16(self.bf16, self.device)
         self._setup_planning_models()
         if self.rollout_buffer_class is None:
             self.rollout_buffer_class = PVDRRolloutBuffer
@@ -278,7 +288,7 @@ class PVDR(PPO):
         """
         settings = dict(
             n_candidates=self.n_candidates, replan_every=self.replan_every, random_z=self.random_z, plan_metric=self.plan_metric,
-            oracle_z=self.oracle_z, prior_temperature=self.prior_temperature,
+            oracle_z=self.oracle_z, prior_temperature=self.prior_temperature, bf16=self.use_bf16,
         )
         if isinstance(env, VecEnv):
             env.env_method("bind_planner", self.tokenizer, self.dynamics, **settings)
@@ -355,11 +365,11 @@ class PVDR(PPO):
         flat_x = contexts.reshape(-1, *contexts.shape[2:])
         flat_y = futures.reshape(-1, *futures.shape[2:])
         latents = []
-        with eval_mode(self.dynamics):
+        with eval_mode(self.dynamics), bf16_autocast(self.use_bf16, self.device):
             for start in range(0, len(flat_x), chunk):
                 x = th.as_tensor(flat_x[start : start + chunk], device=self.device)
                 y = th.as_tensor(flat_y[start : start + chunk], device=self.device)
-                latents.append(self.dynamics.posterior(x, y).mode().cpu().numpy())
+                latents.append(self.dynamics.posterior(x, y).mode().float().cpu().numpy())
         buffer.latents = np.concatenate(latents).reshape(buffer.latents.shape)
         buffer.align_mask = mask
         actions, _ = buffer.future_actions()  # (T, n_envs, l, action_dim)
