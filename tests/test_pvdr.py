@@ -538,3 +538,14 @@ def test_bf16_runs_planning_targets_and_finetuning_in_bf16_with_fp32_results():
     assert model.rollout_buffer.latents.dtype == np.float32 and np.isfinite(model.rollout_buffer.latents).all()
     with pytest.raises(ConfigError, match="bf16 must be"):
         make_model(bf16="sometimes")
+
+
+def test_update_on_finetune_trains_the_policy_on_fine_tuning_rollouts_too():
+    for flag in (False, True):
+        model = make_model(finetune_rollouts=1, update_on_finetune=flag)
+        policy_before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+        collect(model)
+        assert model.rollout_phase == "finetune"
+        model.train()
+        changed = any(not torch.equal(v, policy_before[k]) for k, v in model.policy.state_dict().items())
+        assert changed == flag

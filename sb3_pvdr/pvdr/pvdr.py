@@ -99,6 +99,9 @@ class PVDR(PPO):
     :param finetune_batches: at most this many minibatches per pass (a random subset of the rollout's clips,
         like SB3's ``gradient_steps``); ``None``: every clip of the rollout. A CPU knob: each minibatch costs
         about a pre-training step plus a greedy generation (L_prior's goal term)
+    :param update_on_finetune: also train the policy (PPO + L_act) on fine-tuning rollouts (E1), after their
+        fine-tuning pass, so that it is updated after every rollout; ``False`` (Algorithm 1) updates it on
+        alignment rollouts (E2) only, i.e. on half of the env steps with the default 1:1 cycle
     :param bf16: run the planning models (planning, L_act's posterior targets, fine-tuning's forward and
         backward) under bf16 autocast: ``True``/``False``, or ``"auto"``: where the device has native bf16
         (CPU ``avx512_bf16``/AMX, or a CUDA device that supports it; :mod:`sb3_pvdr.common.precision`). The
@@ -156,6 +159,7 @@ class PVDR(PPO):
         finetune_epochs: int = 1,
         finetune_batch_size: int = 32,
         finetune_batches: Optional[int] = None,
+        update_on_finetune: bool = False,
         bf16: Union[bool, str] = False,
         _init_setup_model: bool = True,
     ) -> None:
@@ -183,6 +187,7 @@ class PVDR(PPO):
         if finetune_batches is not None and int(finetune_batches) < 1:
             raise ConfigError(f"finetune_batches must be >= 1 or None (all), got {finetune_batches}")
         self.finetune_batches = None if finetune_batches is None else int(finetune_batches)
+        self.update_on_finetune = bool(update_on_finetune)
         resolve_bf16(bf16, "cpu")  # validate before anything is built
         self.bf16 = bf16
         self.use_bf16 = False  # resolved for the device in _setup_model
@@ -418,10 +423,11 @@ class PVDR(PPO):
     def train(self) -> None:
         """Algorithm 1 line 12 on alignment rollouts: PPO's update with ``act_coef * L_act`` added by the hook.
 
-        Fine-tuning rollouts (lines 8-9) were consumed by the fine-tuning callback: the policy is not updated.
+        Fine-tuning rollouts (lines 8-9) were consumed by the fine-tuning callback: the policy is not updated
+        (unless ``update_on_finetune``).
         """
         self.logger.record("train/phase_finetune", float(self.rollout_phase == FINETUNE))
-        if self.rollout_phase == FINETUNE:
+        if self.rollout_phase == FINETUNE and not self.update_on_finetune:
             return
         if self.act_coef > 0:
             self._compute_alignment_targets()
