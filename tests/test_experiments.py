@@ -198,3 +198,18 @@ def test_curve_counts_training_successes_between_evaluations_across_a_resume(tmp
     (tmp_path / "segments.json").write_text(json.dumps([{"folder": "b/r_1", "start": 0}]))
     values = [p.train_success_rate for p in read_curve(tmp_path)]
     assert np.isnan(values[0]) and values[1] == 1.0
+
+
+def test_first_success_table_reports_each_seeds_first_successful_training_episode(tmp_path):
+    from sb3_pvdr.experiments.results import first_success_step, first_success_table
+
+    spec = parse_experiment({**TINY, "seeds": [0, 1, 2]})
+    runs_dir = tmp_path / "runs"
+    for seed, episodes in ((0, [(100, False), (100, True), (100, True)]), (1, [(100, False)])):
+        run_dir = runs_dir / spec.runs[seed].relpath
+        _write_segment(run_dir / "ppo" / "r_1", episodes, [100])
+        (run_dir / "segments.json").write_text(json.dumps([{"folder": "ppo/r_1", "start": 0}]))
+    assert first_success_step(runs_dir / spec.runs[0].relpath) == 200
+    assert first_success_step(runs_dir / spec.runs[1].relpath) is None
+    table = first_success_table(spec, runs_dir)
+    assert f"| reach-v2 | {spec.runs[0].label} | 0.2 / – / ? | 2 / 4 |" in table

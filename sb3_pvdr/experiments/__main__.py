@@ -19,6 +19,7 @@ from sb3_pvdr.common.checkpoint import atomic_write_bytes
 from sb3_pvdr.common.errors import ConfigError, cli_entry
 from sb3_pvdr.experiments.results import (
     collect_curves,
+    first_success_table,
     machine_info,
     read_curves_csv,
     success_table,
@@ -84,7 +85,9 @@ def write_results(spec: ExperimentSpec, results_dir: Path) -> str:
     plot_curves(rows, results_dir / "curves_wall.png", "wall_time_s", title + " (wall-clock)")
     table = (success_table(spec, rows) + "\nSuccess rate (%) of the training episodes that ended since the previous "
              "evaluation (stochastic policy; finer-grained than a few deterministic evaluation episodes):\n\n"
-             + success_table(spec, rows, key="train_success_rate"))
+             + success_table(spec, rows, key="train_success_rate")
+             + "\nFirst successful training episode of each seed, and all training successes (run directories on this machine):\n\n"
+             + first_success_table(spec, results_dir / "runs"))
     (results_dir / "table.md").write_text(table)
     (results_dir / "experiment.yml").write_text(spec.source)
     write_json_atomic(results_dir / "meta.json", {"experiment": spec.name, "machine": machine_info(),

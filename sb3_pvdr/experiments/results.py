@@ -116,7 +116,6 @@ def read_curve(run_dir: Path) -> list[CurvePoint]:
     the first evaluation at or after the step they ended at (``train_success_rate``)."""
     segs = segments(run_dir)
     points: list[CurvePoint] = []
-    episodes: list[tuple[int, float]] = []  # (env step at the episode's end, success) over all segments
     offset = 0.0  # wall-clock seconds at the current segment's start
     clock: Optional[tuple[int, np.ndarray, np.ndarray]] = None  # previous segment: start, steps, times
     for i, seg in enumerate(segs):
@@ -128,10 +127,8 @@ def read_curve(run_dir: Path) -> list[CurvePoint]:
         elif clock is not None:
             offset += float(np.interp(start - clock[0], clock[1], clock[2]))
         folder = run_dir / seg["folder"]
-        steps, times, successes = _episodes(folder)
+        steps, times = _episode_clock(folder)
         clock = (start, steps, times)
-        episodes = [e for e in episodes if e[0] <= start]
-        episodes += [(start + int(n), float(f)) for n, f in zip(steps[1:], successes[1:]) if end is None or start + n <= end]
         path = folder / "evaluations.npz"
         if not path.is_file():
             continue
@@ -144,12 +141,57 @@ def read_curve(run_dir: Path) -> list[CurvePoint]:
             success = float(np.mean(successes[j])) if successes is not None and j < len(successes) else float("nan")
             wall = offset + float(np.interp(t - start, steps, times))
             points.append(CurvePoint(int(t), success, float(np.mean(results[j])), wall))
+    episodes = training_episodes(run_dir)
     previous = 0
     for p in points:
         flags = [f for n, f in episodes if previous < n <= p.timesteps and not np.isnan(f)]
         p.train_success_rate = float(np.mean(flags)) if flags else float("nan")
         previous = p.timesteps
     return points
+
+
+def training_episodes(run_dir: Path) -> list[tuple[int, float]]:
+    """Finished training episodes of a run, segments merged: ``(env step at the episode's end, success 1/0/nan)``
+    (a segment's episodes count until the next segment's start)."""
+    segs = segments(run_dir)
+    episodes: list[tuple[int, float]] = []
+    for i, seg in enumerate(segs):
+        start = int(seg["start"])
+        end = int(segs[i + 1]["start"]) if i + 1 < len(segs) else None
+        episodes = [e for e in episodes if e[0] <= start]
+        steps, _, successes = _episodes(run_dir / seg["folder"])
+        episodes += [(start + int(n), float(f)) for n, f in zip(steps[1:], successes[1:]) if end is None or start + n <= end]
+    return episodes
+
+
+def first_success_step(run_dir: Path) -> Optional[int]:
+    """Env steps at the end of the run's first successful training episode (``None``: none yet)."""
+    return next((n for n, f in training_episodes(run_dir) if f == 1.0), None)
+
+
+def first_success_table(spec: ExperimentSpec, runs_dir: Path) -> str:
+    """Markdown table: per row, the env steps of each seed's first successful training episode (``–``: none within
+    the steps it has run, ``?``: run folder not here) and how many training episodes succeeded of those finished."""
+    lines = ["| env | label | first training success (k steps), per seed | successful / finished training episodes |",
+             "|---|---|---|---|"]
+    for env in spec.envs:
+        for label in spec.labels:
+            runs = [r for r in spec.runs if r.label == label and r.env == env]
+            if not runs:
+                continue
+            firsts, wins, total = [], 0, 0
+            for run in runs:
+                run_dir = runs_dir / run.relpath
+                if not (run_dir / SEGMENTS_FILE).is_file():
+                    firsts.append("?")
+                    continue
+                episodes = training_episodes(run_dir)
+                first = first_success_step(run_dir)
+                firsts.append("–" if first is None else f"{first / 1000:.1f}")
+                wins += sum(1 for _, f in episodes if f == 1.0)
+                total += len(episodes)
+            lines.append(f"| {env} | {label} | {' / '.join(firsts)} | {wins} / {total} |")
+    return "\n".join(lines) + "\n"
 
 
 def collect_curves(spec: ExperimentSpec, runs_dir: Path) -> list[dict[str, Any]]:
@@ -247,6 +289,6 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-__all__ = ["CURVE_COLUMNS", "CurvePoint", "collect_curves", "latest_checkpoint", "machine_info", "read_curve",
-           "read_curves_csv", "segments", "steps_done", "success_table", "value_at", "write_curves_csv",
+__all__ = ["CURVE_COLUMNS", "CurvePoint", "collect_curves", "first_success_step", "first_success_table", "latest_checkpoint",
+           "machine_info", "read_curve", "read_curves_csv", "segments", "steps_done", "success_table", "value_at", "write_curves_csv",
            "write_json_atomic"]
