@@ -101,6 +101,30 @@ def _episode_clock(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return steps, times
 
 
+@dataclass
+class _SegmentLog:
+    """One segment of a run: its folder, first step, the next segment's first step (``None``: last) and its
+    training episodes as :func:`_episodes` returns them."""
+
+    folder: Path
+    start: int
+    end: Optional[int]
+    steps: np.ndarray
+    times: np.ndarray
+    successes: np.ndarray
+
+
+def _segment_logs(run_dir: Path) -> list[_SegmentLog]:
+    """The run's segments in order, each segment's monitor files read once."""
+    segs = segments(run_dir)
+    logs = []
+    for i, seg in enumerate(segs):
+        folder = run_dir / seg["folder"]
+        end = int(segs[i + 1]["start"]) if i + 1 < len(segs) else None
+        logs.append(_SegmentLog(folder, int(seg["start"]), end, *_episodes(folder)))
+    return logs
+
+
 def steps_done(run_dir: Path) -> int:
     """Env steps of the run so far: start of the last segment + its finished episodes."""
     segs = segments(run_dir)
@@ -114,22 +138,19 @@ def read_curve(run_dir: Path) -> list[CurvePoint]:
     """Evaluations of a run, segments merged: a segment's evaluations count until the next segment's start, and
     its wall-clock continues from where the previous segment was at that step. Training episodes count towards
     the first evaluation at or after the step they ended at (``train_success_rate``)."""
-    segs = segments(run_dir)
+    logs = _segment_logs(run_dir)
     points: list[CurvePoint] = []
     offset = 0.0  # wall-clock seconds at the current segment's start
     clock: Optional[tuple[int, np.ndarray, np.ndarray]] = None  # previous segment: start, steps, times
-    for i, seg in enumerate(segs):
-        start = int(seg["start"])
-        end = int(segs[i + 1]["start"]) if i + 1 < len(segs) else None
+    for log in logs:
+        start, end, steps, times = log.start, log.end, log.steps, log.times
         points = [p for p in points if p.timesteps <= start]
         if start == 0:
             offset = 0.0
         elif clock is not None:
             offset += float(np.interp(start - clock[0], clock[1], clock[2]))
-        folder = run_dir / seg["folder"]
-        steps, times = _episode_clock(folder)
         clock = (start, steps, times)
-        path = folder / "evaluations.npz"
+        path = log.folder / "evaluations.npz"
         if not path.is_file():
             continue
         with np.load(path) as data:
@@ -141,7 +162,7 @@ def read_curve(run_dir: Path) -> list[CurvePoint]:
             success = float(np.mean(successes[j])) if successes is not None and j < len(successes) else float("nan")
             wall = offset + float(np.interp(t - start, steps, times))
             points.append(CurvePoint(int(t), success, float(np.mean(results[j])), wall))
-    episodes = training_episodes(run_dir)
+    episodes = _merged_episodes(logs)
     previous = 0
     for p in points:
         flags = [f for n, f in episodes if previous < n <= p.timesteps and not np.isnan(f)]
@@ -150,23 +171,29 @@ def read_curve(run_dir: Path) -> list[CurvePoint]:
     return points
 
 
+def _merged_episodes(logs: list[_SegmentLog]) -> list[tuple[int, float]]:
+    """Episodes of the segments' logs in run steps, each segment's counted until the next segment's start."""
+    episodes: list[tuple[int, float]] = []
+    for log in logs:
+        episodes = [e for e in episodes if e[0] <= log.start]
+        episodes += [(log.start + int(n), float(f)) for n, f in zip(log.steps[1:], log.successes[1:])
+                     if log.end is None or log.start + n <= log.end]
+    return episodes
+
+
 def training_episodes(run_dir: Path) -> list[tuple[int, float]]:
     """Finished training episodes of a run, segments merged: ``(env step at the episode's end, success 1/0/nan)``
     (a segment's episodes count until the next segment's start)."""
-    segs = segments(run_dir)
-    episodes: list[tuple[int, float]] = []
-    for i, seg in enumerate(segs):
-        start = int(seg["start"])
-        end = int(segs[i + 1]["start"]) if i + 1 < len(segs) else None
-        episodes = [e for e in episodes if e[0] <= start]
-        steps, _, successes = _episodes(run_dir / seg["folder"])
-        episodes += [(start + int(n), float(f)) for n, f in zip(steps[1:], successes[1:]) if end is None or start + n <= end]
-    return episodes
+    return _merged_episodes(_segment_logs(run_dir))
+
+
+def _first_success(episodes: list[tuple[int, float]]) -> Optional[int]:
+    return next((n for n, f in episodes if f == 1.0), None)
 
 
 def first_success_step(run_dir: Path) -> Optional[int]:
     """Env steps at the end of the run's first successful training episode (``None``: none yet)."""
-    return next((n for n, f in training_episodes(run_dir) if f == 1.0), None)
+    return _first_success(training_episodes(run_dir))
 
 
 def first_success_table(spec: ExperimentSpec, runs_dir: Path) -> str:
@@ -186,7 +213,7 @@ def first_success_table(spec: ExperimentSpec, runs_dir: Path) -> str:
                     firsts.append("?")
                     continue
                 episodes = training_episodes(run_dir)
-                first = first_success_step(run_dir)
+                first = _first_success(episodes)
                 firsts.append("–" if first is None else f"{first / 1000:.1f}")
                 wins += sum(1 for _, f in episodes if f == 1.0)
                 total += len(episodes)
