@@ -211,7 +211,6 @@ class Planner:
                 prior = self.dynamics.prior(x)
                 eps = torch.randn((n_candidates, *self.dynamics.z_shape), generator=generator, device=device)
                 z = prior.mean + temperature * prior.std * eps  # (n, h, w, d): N samples of P(.|x) (tempered)
-            z = z.float()
             tokens = self.dynamics.generate(x, z, use_cache=True)
             frames = self.represent(tokens).float()
         if goal.dtype == torch.uint8:

@@ -374,7 +374,7 @@ class PVDR(PPO):
             for start in range(0, len(flat_x), chunk):
                 x = th.as_tensor(flat_x[start : start + chunk], device=self.device)
                 y = th.as_tensor(flat_y[start : start + chunk], device=self.device)
-                latents.append(self.dynamics.posterior(x, y).mode().float().cpu().numpy())
+                latents.append(self.dynamics.posterior(x, y).mode().cpu().numpy())
         buffer.latents = np.concatenate(latents).reshape(buffer.latents.shape)
         buffer.align_mask = mask
         actions, _ = buffer.future_actions()  # (T, n_envs, l, action_dim)
