@@ -174,6 +174,33 @@ def test_a_run_alive_in_another_command_is_not_launched_twice(tmp_path, capsys):
     assert "running" in runner.status_line(run, {})
 
 
+def test_a_run_started_by_another_command_after_this_one_began_is_skipped_at_launch(tmp_path, capsys, monkeypatch):
+    """Two `run` commands over one experiment: a run the other one launched while this one waited for a free
+    job slot is not launched a second time (its pid file is checked again right before launching)."""
+    from sb3_pvdr.experiments import runner as runner_module
+    from sb3_pvdr.experiments.runner import PID_FILE
+
+    spec = load_experiment(write_experiment(tmp_path))
+    runner = ExperimentRunner(spec, tmp_path / "results" / "tiny", jobs=1, status_every=1000)
+    run = spec.runs[0]
+    run_dir = runner.run_dir(run)
+    real_running_elsewhere = runner_module.running_elsewhere
+    calls = {"n": 0}
+
+    def other_command_starts_it_after_the_first_check(d):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the check when the todo list is made: free; right after, the other command starts it
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")  # "alive": this test process
+            return False
+        return real_running_elsewhere(d)
+
+    monkeypatch.setattr(runner_module, "running_elsewhere", other_command_starts_it_after_the_first_check)
+    assert runner.run([run]) == 0
+    assert "started or finished by another command meanwhile: skipped" in capsys.readouterr().out
+    assert segments(run_dir) == []  # nothing launched
+
+
 def _write_segment(folder, episodes, evals):
     """A fake rl-zoo segment: monitor rows (length, success) of one env and evaluations at the given steps."""
     folder.mkdir(parents=True)

@@ -202,7 +202,12 @@ class ExperimentRunner:
         try:
             while (todo or running) and stop["signal"] is None:
                 while todo and len(running) < self.jobs:
-                    job = self.launch(todo.pop(0))
+                    run = todo.pop(0)
+                    # checked again at launch: another command may have started or finished it meanwhile
+                    if running_elsewhere(self.run_dir(run)) or is_done(run, self.run_dir(run)):
+                        print(f"[{run.key}] started or finished by another command meanwhile: skipped", flush=True)
+                        continue
+                    job = self.launch(run)
                     running[job.run.key] = job
                 for key, job in list(running.items()):
                     if job.process.poll() is not None:
