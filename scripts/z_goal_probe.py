@@ -40,6 +40,9 @@ def collect(args: argparse.Namespace, tokenizer: Any, dynamics: Any) -> dict[str
     from sb3_pvdr.envs.goals import get_scripted_policy
     from sb3_pvdr.planning.planner import Planner
 
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Constant", category=UserWarning)  # metaworld's scripted policies
     m, l = dynamics.config.m, dynamics.config.l  # noqa: E741
     planner = Planner(tokenizer, dynamics, metric=args.metric)
     env = make_metaworld_env(args.task, image_size=tokenizer.image_size, seed=args.seed, terminate_on_success=False)
