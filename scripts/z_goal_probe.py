@@ -68,7 +68,7 @@ def collect(args: argparse.Namespace, tokenizer: Any, dynamics: Any) -> dict[str
                 with th.inference_mode():
                     oracle = tokenizer.encode(env.unwrapped.expert_future(l))
                 for n in args.candidates:
-                    out[f"plan@{n}"].append(planner.plan(ctx, goal_target, n, generator=gen).z_star.numpy())
+                    out[f"plan@{n}"].append(planner.plan(ctx, goal_target, n, generator=gen, temperature=args.temperature).z_star.numpy())
                 out["context"].append(ctx.numpy())
                 out["oracle_future"].append(oracle.numpy())
                 out["goal"].append(goal)
@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=6, help="steps between probed windows")
     parser.add_argument("--candidates", default="1,4,16", help="N of eq. (2), comma-separated")
     parser.add_argument("--metric", default="codes", choices=["codes", "pixels"], help="plan distance (training default: codes)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="prior std scale of the candidates (PVDR's prior_temperature)")
     parser.add_argument("--noise", type=float, default=0.5, help="action noise of the expert episodes")
     parser.add_argument("--folds", type=int, default=6)
     parser.add_argument("--model", default="metaworld-64")
