@@ -4,9 +4,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pytest
-
-pytest.importorskip("sklearn")
 
 
 def _load(name: str):
