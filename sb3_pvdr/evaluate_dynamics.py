@@ -14,7 +14,10 @@ Two sources of held-out data, either or both:
   horizon; **plan gain** at N = 4 / 16 / 64: (goal distance of the average candidate - of the chosen z*) /
   (average candidate - the expert's posterior z), goal distance = mean |pixel| difference between the plan's
   decoded last frame and the goal image (ratio of the means over variants). These are the gates of the shipped
-  models (README).
+  models (README). With ``--goal-probe EPISODES``: what the chosen z* tells about the goal (held-out ridge R^2
+  of the goal position from z*, next to the prior's mean and the expert's posterior z;
+  :mod:`sb3_pvdr.planning.goal_probe`). A plan gain > 0 only says the chosen plan's frames are nearer the goal
+  image; the probe says whether z* then points the policy at the goal.
 - ``--data``: clips of a held-out token folder, with the accuracies below and a PNG grid of
   context | true future | futures generated from several prior samples.
 
@@ -47,9 +50,12 @@ from einops import repeat
 from sb3_pvdr.common.checkpoint import load_checkpoint, read_checkpoint
 from sb3_pvdr.common.errors import CheckpointError, ConfigError, cli_entry
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
+from sb3_pvdr.planning.goal_probe import collect_goal_windows, goal_information, print_goal_report
 from sb3_pvdr.pretrained import resolve
 from sb3_pvdr.pretrain import PRETRAIN_STATE, check_tokens_match, decode_clip_tokens, fixed_batch, load_tokenizer, tile_frames
 from sb3_pvdr.video import TokenClipDataset
+
+GOAL_PROBE_FOLDS = 6
 
 # b - clips, s - prior samples, t - frames, h w - token grid, H W - pixels, c - channels
 
@@ -244,6 +250,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--candidates", default="4,16,64", help="N of the plan gain (default 4,16,64)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="prior std scale of the candidates (PVDR's prior_temperature; default 1)")
+    parser.add_argument("--goal-probe", type=int, default=0, metavar="EPISODES",
+                        help="with --task: also probe what z* tells about the goal on this many held-out episodes "
+                             "(sb3_pvdr.planning.goal_probe; ~6 s per episode on one core; 0: off)")
+    parser.add_argument("--probe-candidates", default="1,4,16", help="N of the goal probe's planned z* (default 1,4,16)")
+    parser.add_argument("--probe-steps", type=int, default=60, help="agent steps per goal-probe episode (a window every 6)")
+    parser.add_argument("--probe-metric", default="codes", choices=["codes", "pixels"],
+                        help="plan distance of the goal probe's planning (PVDR's plan_metric; default codes)")
     parser.add_argument("--clips", type=int, default=256, help="held-out clips, spread evenly over the folder")
     parser.add_argument("--prior-samples", type=int, default=4, help="z samples from the prior per clip")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -259,6 +272,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     candidates = tuple(int(n) for n in args.candidates.split(","))
     if min(candidates) < 1 or args.variants < 1:
         raise ConfigError(f"--candidates and --variants must be positive, got {args.candidates} and {args.variants}")
+    probe_candidates = tuple(int(n) for n in args.probe_candidates.split(","))
+    if min(probe_candidates) < 1 or args.goal_probe < 0:
+        raise ConfigError(f"--probe-candidates and --goal-probe must be positive, got {args.probe_candidates} and {args.goal_probe}")
+    if args.goal_probe and not args.task:
+        raise ConfigError("--goal-probe needs --task (the env whose variants it probes)")
+    if 0 < args.goal_probe < GOAL_PROBE_FOLDS:
+        raise ConfigError(f"--goal-probe needs at least {GOAL_PROBE_FOLDS} episodes (one fold each), got {args.goal_probe}")
     torch.manual_seed(args.seed)
     model, step = load_dynamics(resolve(args.model, "dynamics"))
     model.eval()
@@ -271,6 +291,16 @@ def main(argv: Optional[list[str]] = None) -> None:
             report[task] = evaluate_task(model, tokenizer, task, args.variants, args.seed_base, candidates, generator,
                                          args.temperature)
             print_task_report(task, report[task], candidates)
+            if args.goal_probe:
+                data = collect_goal_windows(task, tokenizer, model, episodes=args.goal_probe, steps=args.probe_steps,
+                                            candidates=probe_candidates,
+                                            metric=args.probe_metric, temperature=args.temperature,
+                                            seed=args.seed_base + args.seed)
+                probe = goal_information(data, probe_candidates, folds=GOAL_PROBE_FOLDS)
+                probe["settings"] = {"episodes": args.goal_probe, "steps": args.probe_steps, "candidates": list(probe_candidates),
+                                     "metric": args.probe_metric, "temperature": args.temperature}
+                report[task]["goal_probe"] = probe
+                print_goal_report(task, probe)
     if args.data is None:
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2))

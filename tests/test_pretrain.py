@@ -283,6 +283,29 @@ def test_evaluate_dynamics_task_report(tmp_path: Path) -> None:
         evaluate_dynamics.main(["--model", str(tmp_path / "dyn.pt"), "--tokenizer", str(tmp_path / "tok.pt")])
 
 
+def test_evaluate_dynamics_goal_probe(tmp_path: Path) -> None:
+    """--goal-probe: held-out R^2 of the goal from each latent (oracle, planned z*, prior mean, posterior)."""
+    from test_planning import tiny_models
+
+    from sb3_pvdr import evaluate_dynamics
+
+    tokenizer, dynamics = tiny_models(l=2)
+    tokenizer.save(tmp_path / "tok.pt")
+    dynamics.save(tmp_path / "dyn.pt")
+    out = tmp_path / "report.json"
+    base = ["--model", str(tmp_path / "dyn.pt"), "--tokenizer", str(tmp_path / "tok.pt"), "--task", "reach-v2", "--variants", "1"]
+    evaluate_dynamics.main([*base, "--goal-probe", "6", "--probe-steps", "8", "--probe-candidates", "1,2", "--json", str(out)])
+    probe = json.loads(out.read_text())["reach-v2"]["goal_probe"]
+    assert probe["episodes"] == 6 and probe["windows"] == 6 * 2  # windows at t = 0 and 6 (t + l <= 8)
+    assert set(probe["probes"]) == {"oracle", "plan@1", "plan@2", "prior_mean", "posterior"}
+    for latent, row in probe["probes"].items():
+        assert row["goal"] <= 1.0 and -1.0 <= row["cos_centred"] <= 1.0
+        assert ("motion" in row) == (latent == "posterior")
+    for bad in (["--goal-probe", "3"], ["--goal-probe", "-1"]):  # fewer episodes than folds; negative
+        with pytest.raises(SystemExit):
+            evaluate_dynamics.main([*base, *bad])
+
+
 def test_init_from_and_train_only_refit_the_prior_alone(setup: dict[str, Path], tmp_path: Path) -> None:
     """init_from + train_only: [prior] + prior_kl: forward changes P and leaves E and D as they were."""
     from sb3_pvdr.dynamics import VisualDynamicsModel
