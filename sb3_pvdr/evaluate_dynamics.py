@@ -265,6 +265,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--png-colors", type=int, default=256, help="palette size of the PNG (0: full RGB)")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 beside training runs)")
     args = parser.parse_args(argv)
 
     if args.data is None and args.task is None:
@@ -279,6 +280,10 @@ def main(argv: Optional[list[str]] = None) -> None:
         raise ConfigError("--goal-probe needs --task (the env whose variants it probes)")
     if 0 < args.goal_probe < GOAL_PROBE_FOLDS:
         raise ConfigError(f"--goal-probe needs at least {GOAL_PROBE_FOLDS} episodes (one fold each), got {args.goal_probe}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be positive, got {args.threads}")
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model, step = load_dynamics(resolve(args.model, "dynamics"))
     model.eval()

@@ -301,7 +301,7 @@ def test_evaluate_dynamics_goal_probe(tmp_path: Path) -> None:
     for latent, row in probe["probes"].items():
         assert row["goal"] <= 1.0 and -1.0 <= row["cos_centred"] <= 1.0
         assert ("motion" in row) == (latent == "posterior")
-    for bad in (["--goal-probe", "3"], ["--goal-probe", "-1"]):  # fewer episodes than folds; negative
+    for bad in (["--goal-probe", "3"], ["--goal-probe", "-1"], ["--threads", "0"]):  # fewer episodes than folds; negative
         with pytest.raises(SystemExit):
             evaluate_dynamics.main([*base, *bad])
 
