@@ -50,7 +50,13 @@ from einops import repeat
 from sb3_pvdr.common.checkpoint import load_checkpoint, read_checkpoint
 from sb3_pvdr.common.errors import CheckpointError, ConfigError, cli_entry
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
-from sb3_pvdr.planning.goal_probe import collect_goal_windows, goal_information, print_goal_report
+from sb3_pvdr.planning.goal_probe import (
+    collect_goal_windows,
+    goal_information,
+    hand_space_report,
+    print_goal_report,
+    print_hand_report,
+)
 from sb3_pvdr.pretrained import resolve
 from sb3_pvdr.pretrain import PRETRAIN_STATE, check_tokens_match, decode_clip_tokens, fixed_batch, load_tokenizer, tile_frames
 from sb3_pvdr.video import TokenClipDataset
@@ -254,6 +260,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                         help="with --task: also probe what z* tells about the goal on this many held-out episodes "
                              "(sb3_pvdr.planning.goal_probe; ~6 s per episode on one core; 0: off)")
     parser.add_argument("--probe-candidates", default="1,4,16", help="N of the goal probe's planned z* (default 1,4,16)")
+    parser.add_argument("--hand-candidates", type=int, default=16,
+                        help="with --goal-probe: prior candidates per window whose last plan frame a hand locator reads "
+                             "(where eq. (2)'s candidates put the hand; 0: off)")
     parser.add_argument("--probe-steps", type=int, default=60, help="agent steps per goal-probe episode (a window every 6)")
     parser.add_argument("--probe-metric", default="codes", choices=["codes", "pixels"],
                         help="plan distance of the goal probe's planning (PVDR's plan_metric; default codes)")
@@ -278,6 +287,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         raise ConfigError(f"--probe-candidates and --goal-probe must be positive, got {args.probe_candidates} and {args.goal_probe}")
     if args.goal_probe and not args.task:
         raise ConfigError("--goal-probe needs --task (the env whose variants it probes)")
+    if args.hand_candidates < 0:
+        raise ConfigError(f"--hand-candidates must be >= 0, got {args.hand_candidates}")
     if 0 < args.goal_probe < GOAL_PROBE_FOLDS:
         raise ConfigError(f"--goal-probe needs at least {GOAL_PROBE_FOLDS} episodes (one fold each), got {args.goal_probe}")
     if args.threads is not None:
@@ -298,7 +309,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             print_task_report(task, report[task], candidates)
             if args.goal_probe:
                 data = collect_goal_windows(task, tokenizer, model, episodes=args.goal_probe, steps=args.probe_steps,
-                                            candidates=probe_candidates,
+                                            candidates=probe_candidates, hand_candidates=args.hand_candidates,
                                             metric=args.probe_metric, temperature=args.temperature,
                                             seed=args.seed_base + args.seed)
                 probe = goal_information(data, probe_candidates, folds=GOAL_PROBE_FOLDS)
@@ -306,6 +317,11 @@ def main(argv: Optional[list[str]] = None) -> None:
                                      "metric": args.probe_metric, "temperature": args.temperature}
                 report[task]["goal_probe"] = probe
                 print_goal_report(task, probe)
+                if args.hand_candidates:
+                    hand_ns = tuple(n for n in probe_candidates if 1 < n <= args.hand_candidates) or (args.hand_candidates,)
+                    hand = hand_space_report(data, tokenizer, hand_ns, folds=GOAL_PROBE_FOLDS)
+                    report[task]["hand_probe"] = hand
+                    print_hand_report(task, hand, hand_ns)
     if args.data is None:
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2))

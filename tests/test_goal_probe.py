@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sb3_pvdr.planning.goal_probe import goal_information, implied_motion_cosine, ridge_probe
+from sb3_pvdr.planning.goal_probe import goal_information, implied_motion_cosine, rank_correlation, ridge_probe
 
 
 def _episodes(n_episodes: int = 24, per_episode: int = 10) -> np.ndarray:
@@ -51,3 +51,11 @@ def test_goal_information_ranks_latents_by_what_they_know():
     assert set(probes) == {"oracle", "plan@4", "prior_mean", "posterior"} and report["windows"] == 240
     assert probes["oracle"]["goal"] > 0.9 > 0.1 > probes["plan@4"]["goal"]
     assert probes["posterior"]["motion"] > 0.9 and "motion" not in probes["oracle"]
+
+
+def test_rank_correlation_is_spearman():
+    a = np.array([0.1, 0.5, 0.2, 0.9])
+    assert rank_correlation(a, a**3) == 1.0  # monotone: same ranks
+    assert rank_correlation(a, -a) == -1.0
+    assert abs(rank_correlation(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) - 0.8) < 1e-9
+    assert np.isnan(rank_correlation(a, np.ones(4)))

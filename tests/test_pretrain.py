@@ -294,14 +294,18 @@ def test_evaluate_dynamics_goal_probe(tmp_path: Path) -> None:
     dynamics.save(tmp_path / "dyn.pt")
     out = tmp_path / "report.json"
     base = ["--model", str(tmp_path / "dyn.pt"), "--tokenizer", str(tmp_path / "tok.pt"), "--task", "reach-v2", "--variants", "1"]
-    evaluate_dynamics.main([*base, "--goal-probe", "6", "--probe-steps", "8", "--probe-candidates", "1,2", "--json", str(out)])
-    probe = json.loads(out.read_text())["reach-v2"]["goal_probe"]
+    evaluate_dynamics.main([*base, "--goal-probe", "6", "--probe-steps", "8", "--probe-candidates", "1,2",
+                            "--hand-candidates", "3", "--json", str(out)])
+    report = json.loads(out.read_text())["reach-v2"]
+    probe, hand = report["goal_probe"], report["hand_probe"]
+    assert hand["locator_r2"] <= 1.0 and hand["candidate_spread"] >= 0.0 and hand["real_motion"] > 0.0
+    assert set(hand) >= {"rank_corr", "expert_hand_to_goal", "hand_to_goal/chosen@2", "hand_to_goal/average@2", "hand_gain@2"}
     assert probe["episodes"] == 6 and probe["windows"] == 6 * 2  # windows at t = 0 and 6 (t + l <= 8)
     assert set(probe["probes"]) == {"oracle", "plan@1", "plan@2", "prior_mean", "posterior"}
     for latent, row in probe["probes"].items():
         assert row["goal"] <= 1.0 and -1.0 <= row["cos_centred"] <= 1.0
         assert ("motion" in row) == (latent == "posterior")
-    for bad in (["--goal-probe", "3"], ["--goal-probe", "-1"], ["--threads", "0"]):  # fewer episodes than folds; negative
+    for bad in (["--goal-probe", "3"], ["--goal-probe", "-1"], ["--threads", "0"], ["--goal-probe", "6", "--hand-candidates", "-1"]):  # fewer episodes than folds; negative
         with pytest.raises(SystemExit):
             evaluate_dynamics.main([*base, *bad])
 

@@ -51,11 +51,17 @@ def collect_goal_windows(
     temperature: float = 1.0,
     noise: float = 0.5,
     seed: int = 0,
+    hand_candidates: int = 0,
 ) -> dict[str, np.ndarray]:
     """Windows every ``stride`` steps of ``episodes`` episodes (a random variant each) of ``task``.
 
+    :param hand_candidates: also keep, per window, the last plan frame of this many prior candidates with their
+        eq. (2) distances and the expert z's last plan frame, and every real frame with its hand position, for
+        :func:`hand_space_report` (its own random stream: the other latents are the same with or without it)
     :return: arrays over windows: ``episode``, ``goal``, ``to_goal``, ``motion`` (n, 3); ``oracle``, ``plan@N``,
-        ``prior_mean``, ``posterior`` (n, h, w, d)
+        ``prior_mean``, ``posterior`` (n, h, w, d); with ``hand_candidates``: ``cand_last`` (n, N, h, w) tokens,
+        ``cand_distance`` (n, N), ``oracle_last`` (n, h, w), and per real frame ``frame_tokens`` (f, h, w),
+        ``frame_hand`` (f, 3), ``frame_episode`` (f,)
     """
     from sb3_pvdr.envs import make_metaworld_env
     from sb3_pvdr.envs.goals import get_scripted_policy
@@ -72,6 +78,9 @@ def collect_goal_windows(
     out: dict[str, list] = {"episode": [], "goal": [], "to_goal": [], "motion": [], "context": [], "future": [],
                             "oracle_future": []}
     out.update({f"plan@{n}": [] for n in candidates})
+    if hand_candidates:
+        out.update(cand_last=[], cand_distance=[], oracle_last=[], frame_tokens=[], frame_hand=[], frame_episode=[])
+        hand_gen = torch.Generator().manual_seed(seed + 1)
     last_start = steps - l  # every window's l future frames exist
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Constant", category=UserWarning)  # metaworld's scripted policies
@@ -90,6 +99,12 @@ def collect_goal_windows(
                         oracle = tokenizer.encode(env.unwrapped.expert_future(l))
                     for n in candidates:
                         out[f"plan@{n}"].append(planner.plan(ctx, goal_target, n, generator=gen, temperature=temperature).z_star.numpy())
+                    if hand_candidates:
+                        last, distance, oracle_last = _candidate_last_frames(planner, ctx, oracle, goal_target,
+                                                                             hand_candidates, temperature, hand_gen)
+                        out["cand_last"].append(last)
+                        out["cand_distance"].append(distance)
+                        out["oracle_last"].append(oracle_last)
                     out["context"].append(ctx.numpy())
                     out["oracle_future"].append(oracle.numpy())
                     out["goal"].append(goal)
@@ -109,14 +124,97 @@ def collect_goal_windows(
             for t in starts:
                 out["future"].append(tokens[t + 1 : t + 1 + l])
                 out["motion"].append(hands[t + l] - hands[t])
+            if hand_candidates:
+                out["frame_tokens"].append(tokens)
+                out["frame_hand"].append(np.stack(hands))
+                out["frame_episode"].append(np.full(len(tokens), ep))
     env.close()
-    data = {k: np.stack(v) for k, v in out.items()}
+    frame_keys = ("frame_tokens", "frame_hand", "frame_episode")
+    data = {k: np.concatenate(v) if k in frame_keys else np.stack(v) for k, v in out.items()}
     with torch.inference_mode():
         x = torch.as_tensor(data["context"]).long()
         data["oracle"] = dynamics.posterior(x, torch.as_tensor(data["oracle_future"]).long()).mode().float().numpy()
         data["posterior"] = dynamics.posterior(x, torch.as_tensor(data["future"]).long()).mode().float().numpy()
         data["prior_mean"] = dynamics.prior(x).mean.float().numpy()
     return data
+
+
+@torch.no_grad()
+def _candidate_last_frames(planner: Any, ctx: torch.Tensor, oracle_future: torch.Tensor, goal_target: torch.Tensor,
+                           n: int, temperature: float, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Last plan frames (tokens) of ``n`` prior candidates, their eq. (2) distances, and the expert z's last plan frame."""
+    from sb3_pvdr.planning.planner import eval_mode, plan_goal_distance
+
+    dynamics = planner.dynamics
+    x = ctx.long()[None]
+    with eval_mode(dynamics, planner.tokenizer):
+        prior = dynamics.prior(x)
+        eps = torch.randn((n, *dynamics.z_shape), generator=generator)
+        z = prior.mean + temperature * prior.std * eps  # (n, h, w, d), as Planner.plan samples them
+        z_expert = dynamics.posterior(x, oracle_future.long()[None]).mode()
+        tokens = dynamics.generate(x, torch.cat((z, z_expert)))  # (n + 1, l, h, w)
+        distance = plan_goal_distance(planner.represent(tokens[:n]).float(), goal_target)
+    return tokens[:n, -1].numpy(), distance.numpy(), tokens[n, -1].numpy()
+
+
+def _pixels(tokenizer: Any, tokens: np.ndarray, pool: int = 2, chunk: int = 256) -> np.ndarray:
+    """Token grids ``(f, h, w)`` -> decoded frames, average-pooled by ``pool``, flattened ``(f, H/pool * W/pool * 3)``."""
+    out = []
+    for i in range(0, len(tokens), chunk):
+        frames = tokenizer.decode(torch.as_tensor(tokens[i : i + chunk]).long())  # (f, H, W, 3) in [0, 1]
+        frames = torch.nn.functional.avg_pool2d(frames.permute(0, 3, 1, 2), pool)
+        out.append(frames.flatten(1).numpy())
+    return np.concatenate(out)
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two 1-d arrays (continuous values: no ties); nan when one is constant."""
+    ra, rb = np.argsort(np.argsort(a)).astype(float), np.argsort(np.argsort(b)).astype(float)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: Sequence[int] = (4, 16),
+                      folds: int = 6) -> dict[str, Any]:
+    """Where do the candidates' plans put the hand, and does eq. (2) pick the one nearest the goal?
+
+    A hand locator (ridge on the decoded, 2x pooled pixels of real frames -> hand position; frames go through the
+    tokenizer like plans do) reads the hand position off each candidate's last plan frame. Reported:
+    ``locator_r2`` (held out by episode), ``candidate_spread`` (mean distance of a candidate's hand from the
+    candidates' mean hand) next to ``real_motion`` (mean |hand motion| over the l real future steps),
+    ``rank_corr`` (Spearman, across one window's candidates, of the eq. (2) distance and the hand's distance to the
+    goal; 1 = eq. (2) ranks plans by how near the hand gets), and per N ``hand_to_goal`` of the chosen, the average
+    and the expert's plan with ``hand_gain@N`` = (average - chosen) / (average - expert).
+    """
+    n_cand = data["cand_last"].shape[1]
+    if max(candidates) > n_cand:
+        raise ConfigError(f"hand report: N = {max(candidates)} needs at least that many candidates, got {n_cand}")
+    x = _pixels(tokenizer, data["frame_tokens"])
+    locator_r2, _ = ridge_probe(x, data["frame_hand"], data["frame_episode"], folds)
+    locator = _ridge().fit(x, data["frame_hand"])
+    n_win = len(data["cand_last"])
+    hands = locator.predict(_pixels(tokenizer, data["cand_last"].reshape(-1, *data["cand_last"].shape[2:])))
+    hands = hands.reshape(n_win, n_cand, 3)
+    expert = locator.predict(_pixels(tokenizer, data["oracle_last"]))  # (n, 3)
+    to_goal = np.linalg.norm(hands - data["goal"][:, None], axis=-1)  # (n, N)
+    expert_to_goal = np.linalg.norm(expert - data["goal"], axis=-1)
+    corr = [rank_correlation(d, g) for d, g in zip(data["cand_distance"], to_goal)]
+    report: dict[str, Any] = {
+        "locator_r2": round(locator_r2, 4),
+        "candidate_spread": round(float(np.linalg.norm(hands - hands.mean(1, keepdims=True), axis=-1).mean()), 4),
+        "real_motion": round(float(np.linalg.norm(data["motion"], axis=-1).mean()), 4),
+        "rank_corr": round(float(np.nanmean(corr)), 4),
+        "expert_hand_to_goal": round(float(expert_to_goal.mean()), 4),
+    }
+    for n in candidates:
+        chosen = to_goal[np.arange(n_win), data["cand_distance"][:, :n].argmin(1)].mean()
+        average = to_goal[:, :n].mean()
+        gap = average - expert_to_goal.mean()
+        report[f"hand_to_goal/chosen@{n}"] = round(float(chosen), 4)
+        report[f"hand_to_goal/average@{n}"] = round(float(average), 4)
+        report[f"hand_gain@{n}"] = round(float((average - chosen) / gap), 4) if abs(gap) > 1e-6 else float("nan")
+    return report
 
 
 def _ridge() -> Any:
@@ -193,6 +291,16 @@ def goal_information(data: dict[str, np.ndarray], candidates: Sequence[int], fol
     }
 
 
+def print_hand_report(task: str, report: dict[str, Any], candidates: Sequence[int]) -> None:
+    """Two lines: the locator and the candidates' hand spread; eq. (2)'s choice in hand space."""
+    print(f"  hand space ({task}; locator R^2 {report['locator_r2']:.3f}): candidates' hands spread "
+          f"{report['candidate_spread']:.4f} around their mean vs real motion {report['real_motion']:.4f} over l steps; "
+          f"rank corr. of eq. (2)'s distance with the hand's distance to the goal {report['rank_corr']:.3f}")
+    print("  hand to goal: expert z {:.4f}, ".format(report["expert_hand_to_goal"]) + ", ".join(
+        f"N={n} chosen {report[f'hand_to_goal/chosen@{n}']:.4f} avg {report[f'hand_to_goal/average@{n}']:.4f} "
+        f"(gain {report[f'hand_gain@{n}']:.2f})" for n in candidates))
+
+
 def print_goal_report(task: str, report: dict[str, Any]) -> None:
     """One line per latent: held-out R^2 of the goal and of goal - hand, and the implied-motion cosines."""
     print(f"{task}: what z tells about the goal ({report['windows']} windows of {report['episodes']} held-out "
@@ -209,4 +317,5 @@ def print_goal_report(task: str, report: dict[str, Any]) -> None:
               f"{report['probes']['oracle']['goal'] - report['probes']['prior_mean']['goal']:+.3f})")
 
 
-__all__ = ["collect_goal_windows", "goal_information", "implied_motion_cosine", "mean_cosine", "print_goal_report", "ridge_probe"]
+__all__ = ["collect_goal_windows", "goal_information", "hand_space_report", "implied_motion_cosine", "mean_cosine",
+           "print_goal_report", "print_hand_report", "rank_correlation", "ridge_probe"]
