@@ -60,7 +60,7 @@ def collect_goal_windows(
         :func:`hand_space_report` (its own random stream: the other latents are the same with or without it)
     :return: arrays over windows: ``episode``, ``goal``, ``to_goal``, ``motion`` (n, 3); ``oracle``, ``plan@N``,
         ``prior_mean``, ``posterior`` (n, h, w, d); with ``hand_candidates``: ``cand_last`` (n, N, h, w) tokens,
-        ``cand_distance`` (n, N), ``oracle_last`` (n, h, w), and per real frame ``frame_tokens`` (f, h, w),
+        ``cand_distance`` (n, N), ``oracle_last`` (n, h, w), ``goal_image`` (n, H, W, 3), and per real frame ``frame_tokens`` (f, h, w),
         ``frame_hand`` (f, 3), ``frame_episode`` (f,)
     """
     from sb3_pvdr.envs import make_metaworld_env
@@ -79,7 +79,8 @@ def collect_goal_windows(
                             "oracle_future": []}
     out.update({f"plan@{n}": [] for n in candidates})
     if hand_candidates:
-        out.update(cand_last=[], cand_distance=[], oracle_last=[], frame_tokens=[], frame_hand=[], frame_episode=[])
+        out.update(cand_last=[], cand_distance=[], oracle_last=[], goal_image=[], frame_tokens=[], frame_hand=[],
+                   frame_episode=[])
         hand_gen = torch.Generator().manual_seed(seed + 1)
     last_start = steps - l  # every window's l future frames exist
     with warnings.catch_warnings():
@@ -87,7 +88,8 @@ def collect_goal_windows(
         for ep in range(episodes):
             obs, _ = env.reset()
             goal = np.asarray(env.unwrapped.metaworld_env._target_pos, dtype=np.float32).copy()
-            goal_target = planner.frame_target(torch.from_numpy(obs["desired_goal"])[None])[0]
+            obs_goal = np.array(obs["desired_goal"])  # (H, W, 3) uint8
+            goal_target = planner.frame_target(torch.from_numpy(obs_goal)[None])[0]
             state = env.unwrapped.state_observation()
             frames, hands, starts = [obs["observation"]], [state[:3].copy()], []
             random_actions = ep % 2 == 0
@@ -105,6 +107,7 @@ def collect_goal_windows(
                         out["cand_last"].append(last)
                         out["cand_distance"].append(distance)
                         out["oracle_last"].append(oracle_last)
+                        out["goal_image"].append(obs_goal)
                     out["context"].append(ctx.numpy())
                     out["oracle_future"].append(oracle.numpy())
                     out["goal"].append(goal)
@@ -157,6 +160,12 @@ def _candidate_last_frames(planner: Any, ctx: torch.Tensor, oracle_future: torch
     return tokens[:n, -1].numpy(), distance.numpy(), tokens[n, -1].numpy()
 
 
+def _decoded(tokenizer: Any, tokens: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Token grids ``(f, h, w)`` -> decoded frames ``(f, H, W, 3)`` float32 in [0, 1]."""
+    return np.concatenate([tokenizer.decode(torch.as_tensor(tokens[i : i + chunk]).long()).numpy()
+                           for i in range(0, len(tokens), chunk)])
+
+
 def _pixels(tokenizer: Any, tokens: np.ndarray, pool: int = 2, chunk: int = 256) -> np.ndarray:
     """Token grids ``(f, h, w)`` -> decoded frames, average-pooled by ``pool``, flattened ``(f, H/pool * W/pool * 3)``."""
     out = []
@@ -185,7 +194,9 @@ def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: S
     candidates' mean hand) next to ``real_motion`` (mean |hand motion| over the l real future steps),
     ``rank_corr`` (Spearman, across one window's candidates, of the eq. (2) distance and the hand's distance to the
     goal; 1 = eq. (2) ranks plans by how near the hand gets), and per N ``hand_to_goal`` of the chosen, the average
-    and the expert's plan with ``hand_gain@N`` = (average - chosen) / (average - expert).
+    and the expert's plan with ``hand_gain@N`` = (average - chosen) / (average - expert). The same rank correlation
+    and hand gain for two other plan-to-goal distances on the last plan frame alone (``last_frame``: whole frame;
+    ``last_frame_changed_pixels``: only the pixels where the goal image differs from the current frame by > 0.1).
     """
     n_cand = data["cand_last"].shape[1]
     if max(candidates) > n_cand:
@@ -200,6 +211,17 @@ def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: S
     to_goal = np.linalg.norm(hands - data["goal"][:, None], axis=-1)  # (n, N)
     expert_to_goal = np.linalg.norm(expert - data["goal"], axis=-1)
     corr = [rank_correlation(d, g) for d, g in zip(data["cand_distance"], to_goal)]
+    # other plan-to-goal distances, on the candidates' last frames only: whole frame, and only the pixels where the
+    # goal image differs from the current frame (where the arm must go and where it is now)
+    last = _decoded(tokenizer, data["cand_last"].reshape(-1, *data["cand_last"].shape[2:])).reshape(n_win, n_cand, -1)
+    goal_px = data["goal_image"].reshape(n_win, 1, -1).astype(np.float32) / 255.0
+    now_px = _decoded(tokenizer, data["context"][:, -1]).reshape(n_win, 1, -1)
+    changed = np.abs(goal_px - now_px) > 0.1  # (n, 1, P)
+    diff = np.abs(last - goal_px)
+    alternatives = {
+        "last_frame": diff.mean(-1),
+        "last_frame_changed_pixels": (diff * changed).sum(-1) / np.maximum(changed.sum(-1), 1),
+    }
     report: dict[str, Any] = {
         "locator_r2": round(locator_r2, 4),
         "candidate_spread": round(float(np.linalg.norm(hands - hands.mean(1, keepdims=True), axis=-1).mean()), 4),
@@ -207,6 +229,12 @@ def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: S
         "rank_corr": round(float(np.nanmean(corr)), 4),
         "expert_hand_to_goal": round(float(expert_to_goal.mean()), 4),
     }
+    for name, dist in alternatives.items():
+        report[f"rank_corr/{name}"] = round(float(np.nanmean([rank_correlation(d, g) for d, g in zip(dist, to_goal)])), 4)
+        for n in candidates:
+            chosen = to_goal[np.arange(n_win), dist[:, :n].argmin(1)].mean()
+            average, gap = to_goal[:, :n].mean(), to_goal[:, :n].mean() - expert_to_goal.mean()
+            report[f"hand_gain@{n}/{name}"] = round(float((average - chosen) / gap), 4) if abs(gap) > 1e-6 else float("nan")
     for n in candidates:
         chosen = to_goal[np.arange(n_win), data["cand_distance"][:, :n].argmin(1)].mean()
         average = to_goal[:, :n].mean()
@@ -299,6 +327,9 @@ def print_hand_report(task: str, report: dict[str, Any], candidates: Sequence[in
     print("  hand to goal: expert z {:.4f}, ".format(report["expert_hand_to_goal"]) + ", ".join(
         f"N={n} chosen {report[f'hand_to_goal/chosen@{n}']:.4f} avg {report[f'hand_to_goal/average@{n}']:.4f} "
         f"(gain {report[f'hand_gain@{n}']:.2f})" for n in candidates))
+    for name in ("last_frame", "last_frame_changed_pixels"):
+        print(f"  distance on {name}: rank corr. {report[f'rank_corr/{name}']:.3f}, " + ", ".join(
+            f"gain@{n} {report[f'hand_gain@{n}/{name}']:.2f}" for n in candidates))
 
 
 def print_goal_report(task: str, report: dict[str, Any]) -> None:
