@@ -263,6 +263,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--hand-candidates", type=int, default=16,
                         help="with --goal-probe: prior candidates per window whose last plan frame a hand locator reads "
                              "(where eq. (2)'s candidates put the hand; 0: off)")
+    parser.add_argument("--probe-distance", default="mean", choices=["mean", "last"],
+                        help="eq. (2)'s plan-to-goal distance in the goal probe (PVDR's plan_distance; default mean)")
     parser.add_argument("--probe-steps", type=int, default=60, help="agent steps per goal-probe episode (a window every 6)")
     parser.add_argument("--probe-metric", default="codes", choices=["codes", "pixels"],
                         help="plan distance of the goal probe's planning (PVDR's plan_metric; default codes)")
@@ -310,11 +312,13 @@ def main(argv: Optional[list[str]] = None) -> None:
             if args.goal_probe:
                 data = collect_goal_windows(task, tokenizer, model, episodes=args.goal_probe, steps=args.probe_steps,
                                             candidates=probe_candidates, hand_candidates=args.hand_candidates,
+                                            distance=args.probe_distance,
                                             metric=args.probe_metric, temperature=args.temperature,
                                             seed=args.seed_base + args.seed)
                 probe = goal_information(data, probe_candidates, folds=GOAL_PROBE_FOLDS)
                 probe["settings"] = {"episodes": args.goal_probe, "steps": args.probe_steps, "candidates": list(probe_candidates),
-                                     "metric": args.probe_metric, "temperature": args.temperature}
+                                     "metric": args.probe_metric, "distance": args.probe_distance,
+                                     "temperature": args.temperature}
                 report[task]["goal_probe"] = probe
                 print_goal_report(task, probe)
                 if args.hand_candidates:

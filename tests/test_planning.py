@@ -157,6 +157,40 @@ def test_plan_goal_distance_is_mean_over_frames_and_pixels():
     assert plan_goal_distance(frames, goal).item() == pytest.approx(0.5)
 
 
+def test_plan_goal_distance_last_reads_the_last_frame_only():
+    frames = torch.zeros(2, 2, 2, 2, 3)
+    frames[0, 1] = 1.0  # plan 0 ends white (at the goal), plan 1 is white before and black at the end
+    frames[1, 0] = 1.0
+    goal = torch.full((2, 2, 3), 255, dtype=torch.uint8)
+    assert plan_goal_distance(frames, goal).tolist() == pytest.approx([0.5, 0.5])  # the mean cannot tell them apart
+    assert plan_goal_distance(frames, goal, "last").tolist() == pytest.approx([0.0, 1.0])
+    with pytest.raises(ConfigError, match="plan distance"):
+        plan_goal_distance(frames, goal, "first")
+
+
+def test_planner_with_last_frame_distance_picks_by_the_last_frame():
+    tokenizer, dynamics = tiny_models()
+    context = torch.randint(0, 16, (2, 4, 4))
+    goal = torch.randint(0, 256, (IMAGE, IMAGE, 3), dtype=torch.uint8)
+    planner = Planner(tokenizer, dynamics, distance="last")
+    result = planner.plan(context, goal, 6, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        z = _candidates(dynamics, context, 6)
+        frames = planner.decode_plans(dynamics.eval().generate(context[None], z))
+    last = (frames[:, -1] - goal.float() / 255).abs().flatten(1).mean(1)
+    torch.testing.assert_close(result.distances, last)
+    assert result.index == int(last.argmin()) and torch.equal(result.z_star, z[result.index])
+    with pytest.raises(ConfigError, match="plan distance"):
+        Planner(tokenizer, dynamics, distance="first")
+
+
+def _candidates(dynamics, context, n):
+    """The N latents Planner.plan samples with generator seed 0."""
+    prior = dynamics.eval().prior(context[None].long())
+    eps = torch.randn((n, *dynamics.z_shape), generator=torch.Generator().manual_seed(0))
+    return prior.mean + prior.std * eps
+
+
 # ---------------------------------------------------------------------------------------------- wrapper
 def test_wrapper_passes_check_env():
     env = make_wrapped()

@@ -247,6 +247,21 @@ def test_ablation_switches_change_behaviour():
         make_model(ppo_loss=False, act_coef=0.0)
 
 
+def test_plan_distance_reaches_the_bound_planners_and_the_goal_term():
+    model = make_model(plan_distance="last", finetune_rollouts=0)
+    assert [p.distance for p in model.env.get_attr("planner")] == ["last"]
+    with pytest.raises(ConfigError, match="plan_distance"):
+        make_model(plan_distance="first")
+    tokenizer, dynamics = tiny_models()
+    x, y = torch.randint(0, 16, (3, 2, 4, 4)), torch.randint(0, 16, (3, 3, 4, 4))
+    goals = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8)
+    goal_terms = {}
+    for distance in ("mean", "last"):
+        torch.manual_seed(0)  # the same z ~ P for both
+        goal_terms[distance] = prior_loss(dynamics, tokenizer, x, y, goals, 0.8, "pixels", distance)[1]["goal"].item()
+    assert goal_terms["mean"] != pytest.approx(goal_terms["last"])
+
+
 # ---------------------------------------------------------------------------------------------- save / load
 def test_save_load_gives_identical_actions_and_models(tmp_path):
     model = make_model(finetune_rollouts=1, finetune_lr=1e-3)

@@ -52,9 +52,11 @@ def collect_goal_windows(
     noise: float = 0.5,
     seed: int = 0,
     hand_candidates: int = 0,
+    distance: str = "mean",
 ) -> dict[str, np.ndarray]:
     """Windows every ``stride`` steps of ``episodes`` episodes (a random variant each) of ``task``.
 
+    :param distance: eq. (2)'s plan-to-goal distance over the ``"mean"`` of the plan frames or the ``"last"`` one
     :param hand_candidates: also keep, per window, the last plan frame of this many prior candidates with their
         eq. (2) distances and the expert z's last plan frame, and every real frame with its hand position, for
         :func:`hand_space_report` (its own random stream: the other latents are the same with or without it)
@@ -70,7 +72,7 @@ def collect_goal_windows(
     m, l = dynamics.config.m, dynamics.config.l  # noqa: E741
     if steps < l + 1 or stride < 1 or episodes < 1:
         raise ConfigError(f"goal probe: need episodes >= 1, stride >= 1 and steps > l = {l}; got {episodes}, {stride}, {steps}")
-    planner = Planner(tokenizer, dynamics, metric=metric)
+    planner = Planner(tokenizer, dynamics, metric=metric, distance=distance)
     env = make_metaworld_env(task, image_size=tokenizer.image_size, seed=seed, terminate_on_success=False)
     expert = get_scripted_policy(task)
     rng = np.random.default_rng(seed)
@@ -156,7 +158,7 @@ def _candidate_last_frames(planner: Any, ctx: torch.Tensor, oracle_future: torch
         z = prior.mean + temperature * prior.std * eps  # (n, h, w, d), as Planner.plan samples them
         z_expert = dynamics.posterior(x, oracle_future.long()[None]).mode()
         tokens = dynamics.generate(x, torch.cat((z, z_expert)))  # (n + 1, l, h, w)
-        distance = plan_goal_distance(planner.represent(tokens[:n]).float(), goal_target)
+        distance = plan_goal_distance(planner.represent(tokens[:n]).float(), goal_target, planner.distance)
     return tokens[:n, -1].numpy(), distance.numpy(), tokens[n, -1].numpy()
 
 

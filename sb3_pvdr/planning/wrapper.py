@@ -45,7 +45,7 @@ from gymnasium import spaces
 
 from sb3_pvdr.common.errors import ConfigError
 from sb3_pvdr.common.precision import resolve_bf16
-from sb3_pvdr.planning.planner import PathOrModule, Planner, load_planning_models
+from sb3_pvdr.planning.planner import PLAN_DISTANCES, PathOrModule, Planner, load_planning_models
 from sb3_pvdr.planning.relabel import frame_distance
 
 
@@ -72,6 +72,8 @@ class PlanningWrapper(gym.Wrapper):
     :param bf16: plan under bf16 autocast (``True``/``False``, or ``"auto"``: where the hardware has native bf16,
         :mod:`sb3_pvdr.common.precision`); chosen plans match fp32's on nearly every token, about 1.5x faster
         on a CPU with ``avx512_bf16`` (``benchmarks/planning_overhead.py``)
+    :param plan_distance: eq. (2)'s plan-to-goal distance over the ``"mean"`` of the l plan frames or the ``"last"``
+        one (:class:`~sb3_pvdr.planning.Planner`)
     :param device: device for models loaded from paths (modules passed in keep their device)
     :param seed: seed of the prior-sampling generator (``reset(seed=...)`` re-seeds it)
     """
@@ -88,6 +90,7 @@ class PlanningWrapper(gym.Wrapper):
         oracle_z: bool = False,
         prior_temperature: float = 1.0,
         bf16: Union[bool, str] = False,
+        plan_distance: str = "mean",
         device: str = "cpu",
         seed: Optional[int] = None,
     ) -> None:
@@ -100,12 +103,12 @@ class PlanningWrapper(gym.Wrapper):
         self._image_shape = tuple(space["observation"].shape)
         tokenizer, dynamics = load_planning_models(tokenizer, dynamics, device)
         self._check_image_size(tokenizer)
-        self.planner = Planner(tokenizer, dynamics, plan_metric)
+        self.planner = Planner(tokenizer, dynamics, plan_metric, plan_distance)
         cfg = dynamics.config
         self.m, self.l = cfg.m, cfg.l
         self.oracle_z, self.prior_temperature, self.bf16 = False, 1.0, False
         self.configure(n_candidates=n_candidates, replan_every=replan_every, random_z=random_z, plan_metric=plan_metric,
-                       oracle_z=oracle_z, prior_temperature=prior_temperature, bf16=bf16)
+                       oracle_z=oracle_z, prior_temperature=prior_temperature, bf16=bf16, plan_distance=plan_distance)
         h, w = dynamics.grid_size
         self.observation_space = spaces.Dict(
             {
@@ -144,6 +147,7 @@ class PlanningWrapper(gym.Wrapper):
         oracle_z: Optional[bool] = None,
         prior_temperature: Optional[float] = None,
         bf16: Union[None, bool, str] = None,
+        plan_distance: Optional[str] = None,
     ) -> None:
         """Change the planning settings (``None`` keeps a setting); the PVDR algorithm calls this on bound envs.
 
@@ -169,9 +173,13 @@ class PlanningWrapper(gym.Wrapper):
             self.prior_temperature = float(prior_temperature)
         if bf16 is not None:
             self.bf16 = resolve_bf16(bf16, self.planner.device)
+        if plan_distance is not None:
+            if plan_distance not in PLAN_DISTANCES:
+                raise ConfigError(f"plan_distance must be one of {PLAN_DISTANCES}, got {plan_distance!r}")
+            self.planner.distance = plan_distance
         if plan_metric is not None:
             if plan_metric != self.planner.metric:
-                self.planner = Planner(self.planner.tokenizer, self.planner.dynamics, plan_metric)
+                self.planner = Planner(self.planner.tokenizer, self.planner.dynamics, plan_metric, self.planner.distance)
                 self._goal = None  # recompute the goal target in the new space
                 self._history.clear()  # plans in the old space cannot be compared with frames in the new one
 

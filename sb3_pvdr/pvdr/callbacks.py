@@ -69,6 +69,7 @@ def prior_loss(
     goals: th.Tensor,
     lambda_2: float = 0.8,
     metric: str = "pixels",
+    distance: str = "mean",
 ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
     """L_prior of eq. (4): KL(P || sg[E]) + ``lambda_2`` * goal distance of the plan decoded from z ~ P.
 
@@ -78,6 +79,7 @@ def prior_loss(
     :param lambda_2: weight of the goal-oriented term (0: ablation "w/o prior opt")
     :param metric: space of the goal distance, as the planner's: ``"pixels"`` (softmax probabilities through
         ``tokenizer.decode_soft``) or ``"codes"`` (probability-weighted codebook embeddings vs the goal's codes)
+    :param distance: over the ``"mean"`` of the l plan frames or the ``"last"`` one, as the planner's
     :return: loss and ``{"kl_prior", "goal"}``
     """
     n_tokens = y[0].numel()
@@ -100,7 +102,7 @@ def prior_loss(
             codebook = tokenizer.codebook.detach()
             frames = th.einsum("b t h w k, k d -> b t h w d", probs, codebook.to(probs))
             target = codebook[tokenizer.encode(goals)]
-        goal = plan_goal_distance(frames, target).mean()
+        goal = plan_goal_distance(frames, target, distance).mean()
     return kl_prior + lambda_2 * goal, {"kl_prior": kl_prior, "goal": goal}
 
 
@@ -225,7 +227,8 @@ class DynamicsFineTuneCallback(BaseCallback):
                 for idx in _minibatches(len(contexts), model.finetune_batch_size, rng, model.finetune_batches):
                     x, y, g = batch(idx)
                     with bf16_autocast(model.use_bf16, device):
-                        loss, parts = prior_loss(dynamics, tokenizer, x, y, g, model.lambda_2, model.plan_metric)
+                        loss, parts = prior_loss(dynamics, tokenizer, x, y, g, model.lambda_2, model.plan_metric,
+                                                   model.plan_distance)
                     model.prior_optimizer.zero_grad()
                     loss.backward(inputs=model.finetuned_parameters("prior"))
                     th.nn.utils.clip_grad_norm_(model.finetuned_parameters("prior"), model.max_grad_norm)

@@ -35,6 +35,7 @@ class FineTunedModel(Protocol):
     lambda_1: float
     lambda_2: float
     plan_metric: str
+    plan_distance: str
     max_grad_norm: float
     finetune_epochs: int
     finetune_batch_size: int

@@ -43,7 +43,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecEnvWrappe
 from sb3_pvdr.common.errors import ConfigError
 from sb3_pvdr.common.precision import bf16_autocast, resolve_bf16
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
-from sb3_pvdr.planning.planner import PLAN_METRICS, PathOrModule, eval_mode, load_planning_models
+from sb3_pvdr.planning.planner import PLAN_DISTANCES, PLAN_METRICS, PathOrModule, eval_mode, load_planning_models
 from sb3_pvdr.pvdr.buffer import PVDRRolloutBuffer, PVDRRolloutBufferSamples
 from sb3_pvdr.pvdr.callbacks import DynamicsFineTuneCallback, PlanVideoCallback, RolloutRecorderCallback, run_folder
 from sb3_pvdr.pvdr.interface import ALIGN, FINETUNE
@@ -89,6 +89,8 @@ class PVDR(PPO):
         prior itself, as in the paper; larger: more diverse plans)
     :param plan_metric: space of the plan distances in eqs. (2), (4), (6): ``"pixels"`` (decoded frames, as in
         A.1) or ``"codes"`` (codebook-embedding grids: no decoding, several times cheaper on a CPU)
+    :param plan_distance: plan-to-goal distance of eqs. (2) and (4) over the ``"mean"`` of the l plan frames (eq. (2)
+        read literally) or the ``"last"`` plan frame only
     :param pretrained: False = ablation "PVDR w/o pre-training": the dynamics model is re-initialised at random
         (same architecture) when the algorithm is created, then fine-tuned online as usual
     :param finetune_rollouts: fine-tuning rollouts (E1) per cycle; 0 disables fine-tuning
@@ -152,6 +154,7 @@ class PVDR(PPO):
         oracle_z: bool = False,
         prior_temperature: float = 1.0,
         plan_metric: str = "pixels",
+        plan_distance: str = "mean",
         pretrained: bool = True,
         finetune_rollouts: int = 1,
         align_rollouts: int = 1,
@@ -181,6 +184,9 @@ class PVDR(PPO):
         if plan_metric not in PLAN_METRICS:
             raise ConfigError(f"plan_metric must be one of {PLAN_METRICS}, got {plan_metric!r}")
         self.plan_metric = plan_metric
+        if plan_distance not in PLAN_DISTANCES:
+            raise ConfigError(f"plan_distance must be one of {PLAN_DISTANCES}, got {plan_distance!r}")
+        self.plan_distance = plan_distance
         self.pretrained = bool(pretrained)
         self.finetune_rollouts, self.align_rollouts = int(finetune_rollouts), int(align_rollouts)
         self.finetune_lr, self.finetune_epochs, self.finetune_batch_size = float(finetune_lr), int(finetune_epochs), int(finetune_batch_size)
@@ -294,6 +300,7 @@ class PVDR(PPO):
         settings = dict(
             n_candidates=self.n_candidates, replan_every=self.replan_every, random_z=self.random_z, plan_metric=self.plan_metric,
             oracle_z=self.oracle_z, prior_temperature=self.prior_temperature, bf16=self.use_bf16,
+            plan_distance=self.plan_distance,
         )
         if isinstance(env, VecEnv):
             env.env_method("bind_planner", self.tokenizer, self.dynamics, **settings)
