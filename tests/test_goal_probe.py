@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sb3_pvdr.planning.goal_probe import goal_information, implied_motion_cosine, rank_correlation, ridge_probe
+from sb3_pvdr.planning.goal_probe import goal_information, groups_of, implied_motion_cosine, rank_correlation, ridge_probe
 
 
 def _episodes(n_episodes: int = 24, per_episode: int = 10) -> np.ndarray:
@@ -59,3 +59,18 @@ def test_rank_correlation_is_spearman():
     assert rank_correlation(a, -a) == -1.0
     assert abs(rank_correlation(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) - 0.8) < 1e-9
     assert np.isnan(rank_correlation(a, np.ones(4)))
+
+
+def test_a_latent_that_only_names_the_variant_scores_on_repeated_variants_but_not_on_held_out_ones():
+    """Episodes repeat MT1's variants: a latent that shows which variant it is (the object's place) but not the goal
+    predicts the goal of a held-out *episode* of a seen variant, not of a held-out *variant*."""
+    rng = np.random.default_rng(3)
+    n_variants, episodes = 8, 48
+    variant_goal = rng.normal(size=(n_variants, 3))
+    variant = np.repeat(rng.integers(0, n_variants, episodes), 5)  # 5 windows per episode
+    data = {"episode": np.repeat(np.arange(episodes), 5), "variant": variant, "goal": variant_goal[variant]}
+    names_variant = np.eye(n_variants)[variant] + 0.01 * rng.normal(size=(len(variant), n_variants))
+    by_episode, _ = ridge_probe(names_variant, data["goal"], data["episode"], folds=4)
+    by_variant, _ = ridge_probe(names_variant, data["goal"], groups_of(data), folds=4)
+    assert by_episode > 0.9 and by_variant < 0.1
+    assert groups_of({"episode": data["episode"]}) is data["episode"]

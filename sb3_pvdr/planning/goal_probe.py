@@ -2,8 +2,10 @@
 
 PVDR's aligner sees only (context tokens x_t, z*_t): the goal image reaches the policy through z* alone, the z
 that eq. (2) picked among N prior samples because its plan is nearest the goal. On random variants a policy can only
-head for the goal if z* encodes where it is. Ridge regressions (held out by episode: ``GroupKFold``; every episode
-is a new variant) from several latents to
+head for the goal if z* encodes where it is. Ridge regressions (held out by task variant: ``GroupKFold``; the
+context shows which variant it is, e.g. by the object's place, so a variant in both training and test folds would
+leak its goal; results before 2026-11-30 19:20 held out episodes, which repeat MT1's 50 variants) from several
+latents to
 
 - ``goal``: the goal position (3-d; in reach the hand starts in the same place in every variant),
 - ``to_goal``: goal - hand position at the planning step (the hand is visible in the context, so this is high for
@@ -63,7 +65,8 @@ def collect_goal_windows(
     :return: arrays over windows: ``episode``, ``goal``, ``to_goal``, ``motion`` (n, 3); ``oracle``, ``plan@N``,
         ``prior_mean``, ``posterior`` (n, h, w, d); with ``hand_candidates``: ``cand_last`` (n, N, h, w) tokens,
         ``cand_distance`` (n, N), ``oracle_last`` (n, h, w), ``goal_image`` (n, H, W, 3), and per real frame ``frame_tokens`` (f, h, w),
-        ``frame_hand`` (f, 3), ``frame_episode`` (f,)
+        ``frame_hand`` (f, 3), ``frame_episode``, ``frame_variant`` (f,); ``variant`` (n,) is the task variant of
+        each window (Meta-World's MT1 has 50; a reset draws one, so episodes repeat variants)
     """
     from sb3_pvdr.envs import make_metaworld_env
     from sb3_pvdr.envs.goals import get_scripted_policy
@@ -77,12 +80,12 @@ def collect_goal_windows(
     expert = get_scripted_policy(task)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    out: dict[str, list] = {"episode": [], "goal": [], "to_goal": [], "motion": [], "context": [], "future": [],
+    out: dict[str, list] = {"episode": [], "variant": [], "goal": [], "to_goal": [], "motion": [], "context": [], "future": [],
                             "oracle_future": []}
     out.update({f"plan@{n}": [] for n in candidates})
     if hand_candidates:
         out.update(cand_last=[], cand_distance=[], oracle_last=[], goal_image=[], frame_tokens=[], frame_hand=[],
-                   frame_episode=[])
+                   frame_episode=[], frame_variant=[])
         hand_gen = torch.Generator().manual_seed(seed + 1)
     last_start = steps - l  # every window's l future frames exist
     with warnings.catch_warnings():
@@ -115,6 +118,7 @@ def collect_goal_windows(
                     out["goal"].append(goal)
                     out["to_goal"].append(goal - hands[-1])
                     out["episode"].append(ep)
+                    out["variant"].append(env.unwrapped.variant)
                     starts.append(t)
                 if random_actions:
                     action = np.clip(rng.standard_normal(4), -1, 1)
@@ -133,8 +137,9 @@ def collect_goal_windows(
                 out["frame_tokens"].append(tokens)
                 out["frame_hand"].append(np.stack(hands))
                 out["frame_episode"].append(np.full(len(tokens), ep))
+                out["frame_variant"].append(np.full(len(tokens), env.unwrapped.variant))
     env.close()
-    frame_keys = ("frame_tokens", "frame_hand", "frame_episode")
+    frame_keys = ("frame_tokens", "frame_hand", "frame_episode", "frame_variant")
     data = {k: np.concatenate(v) if k in frame_keys else np.stack(v) for k, v in out.items()}
     with torch.inference_mode():
         x = torch.as_tensor(data["context"]).long()
@@ -192,7 +197,7 @@ def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: S
 
     A hand locator (ridge on the decoded, 2x pooled pixels of real frames -> hand position; frames go through the
     tokenizer like plans do) reads the hand position off each candidate's last plan frame. Reported:
-    ``locator_r2`` (held out by episode), ``candidate_spread`` (mean distance of a candidate's hand from the
+    ``locator_r2`` (held out by variant), ``candidate_spread`` (mean distance of a candidate's hand from the
     candidates' mean hand) next to ``real_motion`` (mean |hand motion| over the l real future steps),
     ``rank_corr`` (Spearman, across one window's candidates, of the eq. (2) distance and the hand's distance to the
     goal; 1 = eq. (2) ranks plans by how near the hand gets), and per N ``hand_to_goal`` of the chosen, the average
@@ -204,7 +209,7 @@ def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: S
     if max(candidates) > n_cand:
         raise ConfigError(f"hand report: N = {max(candidates)} needs at least that many candidates, got {n_cand}")
     x = _pixels(tokenizer, data["frame_tokens"])
-    locator_r2, _ = ridge_probe(x, data["frame_hand"], data["frame_episode"], folds)
+    locator_r2, _ = ridge_probe(x, data["frame_hand"], data.get("frame_variant", data["frame_episode"]), folds)
     locator = _ridge().fit(x, data["frame_hand"])
     n_win = len(data["cand_last"])
     hands = locator.predict(_pixels(tokenizer, data["cand_last"].reshape(-1, *data["cand_last"].shape[2:])))
@@ -260,7 +265,7 @@ def ridge_probe(features: np.ndarray, target: np.ndarray, groups: np.ndarray, fo
 
     :param features: ``(n, ...)`` (flattened)
     :param target: ``(n, k)``
-    :param groups: ``(n,)`` episode of each window: a fold holds whole episodes out
+    :param groups: ``(n,)`` group of each window (variant or episode): a fold holds whole groups out
     :return: R^2 and the held-out predictions ``(n, k)``
     """
     from sklearn.model_selection import GroupKFold
@@ -271,6 +276,12 @@ def ridge_probe(features: np.ndarray, target: np.ndarray, groups: np.ndarray, fo
         pred[test] = _ridge().fit(x[train], target[train]).predict(x[test])
     r2 = 1 - ((pred - target) ** 2).sum() / ((target - target.mean(0)) ** 2).sum()
     return float(r2), pred
+
+
+def groups_of(data: dict[str, np.ndarray]) -> np.ndarray:
+    """What a fold holds out: whole task variants when known (the context shows which variant it is, e.g. by the
+    object's place, so a variant seen in training would leak its goal), else whole episodes."""
+    return data["variant"] if "variant" in data else data["episode"]
 
 
 def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -289,7 +300,7 @@ def implied_motion_cosine(data: dict[str, np.ndarray], latent: str, folds: int =
     n = len(data["motion"])
     src, dst = data["posterior"].reshape(n, -1), data[latent].reshape(n, -1)
     implied = np.zeros_like(data["motion"], dtype=np.float64)
-    for train, test in GroupKFold(n_splits=folds).split(src, data["motion"], data["episode"]):
+    for train, test in GroupKFold(n_splits=folds).split(src, data["motion"], groups_of(data)):
         implied[test] = _ridge().fit(src[train], data["motion"][train]).predict(dst[test])
     a, b = implied, data["to_goal"]
     return mean_cosine(a, b), mean_cosine(a - a.mean(0), b - b.mean(0))
@@ -302,12 +313,13 @@ def goal_information(data: dict[str, np.ndarray], candidates: Sequence[int], fol
         cos_centred}}, "cos_real_motion_to_goal", "cos_mean_direction_to_goal"}``
     """
     n_episodes = len(np.unique(data["episode"]))
-    if n_episodes < folds:
-        raise ConfigError(f"goal probe: {n_episodes} episodes cannot make {folds} folds; record at least {folds}")
+    groups = groups_of(data)
+    if len(np.unique(groups)) < folds:
+        raise ConfigError(f"goal probe: {len(np.unique(groups))} held-out groups cannot make {folds} folds; record more episodes")
     probes: dict[str, dict[str, float]] = {}
     for latent in ["oracle", *[f"plan@{n}" for n in candidates], "prior_mean", "posterior"]:
         targets = (*GOAL_TARGETS, "motion") if latent == "posterior" else GOAL_TARGETS  # motion: own windows only
-        row = {t: round(ridge_probe(data[latent], data[t], data["episode"], folds)[0], 4) for t in targets}
+        row = {t: round(ridge_probe(data[latent], data[t], groups, folds)[0], 4) for t in targets}
         raw, centred = implied_motion_cosine(data, latent, folds)
         row["cos_implied_motion_to_goal"], row["cos_centred"] = round(raw, 4), round(centred, 4)
         probes[latent] = row
@@ -315,6 +327,8 @@ def goal_information(data: dict[str, np.ndarray], candidates: Sequence[int], fol
     return {
         "windows": int(len(b)),
         "episodes": n_episodes,
+        "held_out": "variant" if "variant" in data else "episode",
+        "groups": int(len(np.unique(groups))),
         "probes": probes,
         "cos_real_motion_to_goal": round(mean_cosine(data["motion"], b), 4),  # what the behaviour did
         "cos_mean_direction_to_goal": round(mean_cosine(np.broadcast_to(b.mean(0), b.shape), b), 4),  # a constant guess
@@ -336,8 +350,8 @@ def print_hand_report(task: str, report: dict[str, Any], candidates: Sequence[in
 
 def print_goal_report(task: str, report: dict[str, Any]) -> None:
     """One line per latent: held-out R^2 of the goal and of goal - hand, and the implied-motion cosines."""
-    print(f"{task}: what z tells about the goal ({report['windows']} windows of {report['episodes']} held-out "
-          f"variants; ridge R^2 held out by episode)")
+    print(f"{task}: what z tells about the goal ({report['windows']} windows of {report['episodes']} episodes, "
+          f"{report['groups']} {report['held_out']}s; ridge R^2 held out by {report['held_out']})")
     print(f"  {'latent':<12}{'goal':>8}{'to_goal':>9}{'motion':>8}{'cos':>7}{'cos_c':>7}")
     for latent, row in report["probes"].items():
         motion = f"{row['motion']:>8.3f}" if "motion" in row else f"{'':>8}"
@@ -350,5 +364,5 @@ def print_goal_report(task: str, report: dict[str, Any]) -> None:
               f"{report['probes']['oracle']['goal'] - report['probes']['prior_mean']['goal']:+.3f})")
 
 
-__all__ = ["collect_goal_windows", "goal_information", "hand_space_report", "implied_motion_cosine", "mean_cosine",
+__all__ = ["collect_goal_windows", "goal_information", "groups_of", "hand_space_report", "implied_motion_cosine", "mean_cosine",
            "print_goal_report", "print_hand_report", "rank_correlation", "ridge_probe"]
