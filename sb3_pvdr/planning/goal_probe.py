@@ -173,14 +173,10 @@ def _decoded(tokenizer: Any, tokens: np.ndarray, chunk: int = 256) -> np.ndarray
                            for i in range(0, len(tokens), chunk)])
 
 
-def _pixels(tokenizer: Any, tokens: np.ndarray, pool: int = 2, chunk: int = 256) -> np.ndarray:
-    """Token grids ``(f, h, w)`` -> decoded frames, average-pooled by ``pool``, flattened ``(f, H/pool * W/pool * 3)``."""
-    out = []
-    for i in range(0, len(tokens), chunk):
-        frames = tokenizer.decode(torch.as_tensor(tokens[i : i + chunk]).long())  # (f, H, W, 3) in [0, 1]
-        frames = torch.nn.functional.avg_pool2d(frames.permute(0, 3, 1, 2), pool)
-        out.append(frames.flatten(1).numpy())
-    return np.concatenate(out)
+def _pooled(frames: np.ndarray, pool: int = 2) -> np.ndarray:
+    """Decoded frames ``(f, H, W, 3)`` -> average-pooled by ``pool``, flattened ``(f, H/pool * W/pool * 3)``."""
+    x = torch.nn.functional.avg_pool2d(torch.from_numpy(frames).permute(0, 3, 1, 2), pool)
+    return x.flatten(1).numpy()
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -208,19 +204,20 @@ def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: S
     n_cand = data["cand_last"].shape[1]
     if max(candidates) > n_cand:
         raise ConfigError(f"hand report: N = {max(candidates)} needs at least that many candidates, got {n_cand}")
-    x = _pixels(tokenizer, data["frame_tokens"])
+    x = _pooled(_decoded(tokenizer, data["frame_tokens"]))
     locator_r2, _ = ridge_probe(x, data["frame_hand"], data.get("frame_variant", data["frame_episode"]), folds)
     locator = _ridge().fit(x, data["frame_hand"])
     n_win = len(data["cand_last"])
-    hands = locator.predict(_pixels(tokenizer, data["cand_last"].reshape(-1, *data["cand_last"].shape[2:])))
+    last = _decoded(tokenizer, data["cand_last"].reshape(-1, *data["cand_last"].shape[2:]))  # (n N, H, W, 3), once
+    hands = locator.predict(_pooled(last))
     hands = hands.reshape(n_win, n_cand, 3)
-    expert = locator.predict(_pixels(tokenizer, data["oracle_last"]))  # (n, 3)
+    expert = locator.predict(_pooled(_decoded(tokenizer, data["oracle_last"])))  # (n, 3)
     to_goal = np.linalg.norm(hands - data["goal"][:, None], axis=-1)  # (n, N)
     expert_to_goal = np.linalg.norm(expert - data["goal"], axis=-1)
     corr = [rank_correlation(d, g) for d, g in zip(data["cand_distance"], to_goal)]
     # other plan-to-goal distances, on the candidates' last frames only: whole frame, and only the pixels where the
     # goal image differs from the current frame (where the arm must go and where it is now)
-    last = _decoded(tokenizer, data["cand_last"].reshape(-1, *data["cand_last"].shape[2:])).reshape(n_win, n_cand, -1)
+    last = last.reshape(n_win, n_cand, -1)
     goal_px = data["goal_image"].reshape(n_win, 1, -1).astype(np.float32) / 255.0
     now_px = _decoded(tokenizer, data["context"][:, -1]).reshape(n_win, 1, -1)
     changed = np.abs(goal_px - now_px) > 0.1  # (n, 1, P)
