@@ -129,9 +129,10 @@ def evaluate(model: VisualDynamicsModel, x: torch.Tensor, y: torch.Tensor, n_pri
     return result
 
 
-def expert_clip(task: str, seed: int, m: int, l: int, image_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: E741
+def expert_clip(task: str, seed: int, m: int, l: int, image_size: int, frame_step: int = 1) -> tuple[np.ndarray, np.ndarray]:  # noqa: E741
     """One held-out variant: context o_0..o_{m-1} and true future o_m..o_{m+l-1} of metaworld's scripted policy
-    (no noise; the context starts at reset), and the goal image. :return: ``(frames (m + l, H, W, 3), goal (H, W, 3))``"""
+    (no noise; the context starts at reset; with ``frame_step`` k the frames o_0, o_k, o_2k, ...), and the goal
+    image. :return: ``(frames (m + l, H, W, 3), goal (H, W, 3))``"""
     import warnings
 
     from sb3_pvdr.envs import get_scripted_policy, make_metaworld_env
@@ -141,15 +142,16 @@ def expert_clip(task: str, seed: int, m: int, l: int, image_size: int) -> tuple[
         policy = get_scripted_policy(task)
         obs, _ = env.reset(seed=seed)
         frames = [obs["observation"]]
+        span = (m + l - 1) * frame_step + 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            while len(frames) < m + l:
+            while len(frames) < span:
                 action = np.clip(policy.get_action(env.unwrapped.state_observation()), -1, 1).astype(np.float32)
                 obs, _, terminated, truncated, _ = env.step(action)
                 frames.append(obs["observation"])
                 if terminated or truncated:  # solved within the clip: hold the last frame
-                    frames += [frames[-1]] * (m + l - len(frames))
-        return np.stack(frames), obs["desired_goal"]
+                    frames += [frames[-1]] * (span - len(frames))
+        return np.stack(frames[::frame_step]), obs["desired_goal"]
     finally:
         env.close()
 
@@ -166,7 +168,7 @@ def evaluate_task(model: VisualDynamicsModel, tokenizer: Any, task: str, variant
         sums.setdefault(key, []).append(float(value))
 
     for i in range(variants):
-        frames, goal = expert_clip(task, seed_base + i, m, l, tokenizer.image_size)
+        frames, goal = expert_clip(task, seed_base + i, m, l, tokenizer.image_size, model.config.frame_step)
         tokens = tokenizer.encode(torch.from_numpy(frames)).long()  # (m + l, h, w)
         x, y = tokens[None, :m], tokens[None, m:]
         changed = y != x[:, -1:]
@@ -331,7 +333,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             Path(args.json).write_text(json.dumps(report, indent=2))
         return
     check_tokens_match(Path(args.data), tokenizer)
-    dataset = TokenClipDataset(args.data, model.config.m, model.config.l)
+    dataset = TokenClipDataset(args.data, model.config.m, model.config.l, frame_step=model.config.frame_step)
     x, y = fixed_batch(dataset, args.clips)
     generator = torch.Generator().manual_seed(args.seed)
 

@@ -311,6 +311,60 @@ def test_evaluate_dynamics_goal_probe(tmp_path: Path) -> None:
             evaluate_dynamics.main([*base, *bad])
 
 
+def test_frame_step_model_trains_on_every_kth_frame_and_is_evaluated_so(tmp_path: Path, monkeypatch) -> None:
+    """model frame_step k: pre-training clips, the held-out task clips and the goal probe take every k-th frame;
+    the online stage refuses such a model with a one-line error."""
+    from test_planning import tiny_models
+
+    from sb3_pvdr import evaluate_dynamics
+    from sb3_pvdr.common.errors import ConfigError
+
+    config = tmp_path / "k3.yml"
+    config.write_text(yaml.safe_dump({**TINY_TRAIN, "model": {**TINY_MODEL, "frame_step": 3}, "image_every": 0}))
+    seen = []
+    from sb3_pvdr import video
+
+    class Spy(video.TokenClipDataset):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.frame_step)
+
+    monkeypatch.setattr(video, "TokenClipDataset", Spy)
+    out = tmp_path / "run"
+    data = token_folder(tmp_path / "tokens", length=12)  # span (2 + 2 - 1) * 3 + 1 = 10 frames: 3 clips an episode
+    main(["--data", str(data), "--tokenizer", str(tiny_tokenizer(tmp_path / "tok.pt")), "--out", str(out),
+          "--config", str(config), "--steps", "2", "--no-progress"])
+    assert seen and set(seen) == {3}  # the training and the clip-count datasets
+    assert VisualDynamicsModel.load(out / "dynamics.pt").config.frame_step == 3
+    too_short = token_folder(tmp_path / "short", length=9)
+    with pytest.raises(SystemExit):
+        main(["--data", str(too_short), "--tokenizer", str(tmp_path / "tok.pt"), "--out", str(tmp_path / "run2"),
+              "--config", str(config), "--steps", "1", "--no-progress"])
+    assert not (tmp_path / "run2").exists()
+
+    # expert clips: o_0, o_3, o_6, ... of the scripted policy's run
+    full, _ = evaluate_dynamics.expert_clip("reach-v2", 100_000, 2, 2, 16, frame_step=1)
+    every, goal = evaluate_dynamics.expert_clip("reach-v2", 100_000, 1, 3, 16, frame_step=3)
+    assert every.shape == (4, 16, 16, 3) and goal.shape == (16, 16, 3)
+    np.testing.assert_array_equal(every[1], evaluate_dynamics.expert_clip("reach-v2", 100_000, 2, 2, 16)[0][3])
+    assert np.array_equal(every[0], full[0])
+
+    tokenizer, dynamics = tiny_models(l=2)
+    dynamics.config.frame_step = 3
+    from sb3_pvdr.planning.goal_probe import collect_goal_windows
+
+    windows = collect_goal_windows("reach-v2", tokenizer, dynamics, episodes=1, steps=12, stride=6, candidates=(1,))
+    assert len(windows["goal"]) == 2  # windows at t = 0 and 6 (t + l * k <= 12)
+    with pytest.raises(ConfigError):
+        collect_goal_windows("reach-v2", tokenizer, dynamics, episodes=1, steps=6, candidates=(1,))  # 6 < l * k + 1
+    from test_planning import FakeImageGoalEnv
+
+    from sb3_pvdr.planning import PlanningWrapper
+
+    with pytest.raises(ConfigError, match="frame_step"):
+        PlanningWrapper(FakeImageGoalEnv(), tokenizer, dynamics)
+
+
 def test_init_from_and_train_only_refit_the_prior_alone(setup: dict[str, Path], tmp_path: Path) -> None:
     """init_from + train_only: [prior] + prior_kl: forward changes P and leaves E and D as they were."""
     from sb3_pvdr.dynamics import VisualDynamicsModel

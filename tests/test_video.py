@@ -298,6 +298,21 @@ def test_token_folder_round_trip(tmp_path):
     assert xs.shape == (5, 2, 4, 4) and ys.shape == (5, 6, 4, 4)
 
 
+def test_token_windows_with_a_frame_step(tmp_path):
+    """frame_step k: every k-th frame of a window spanning (m + l - 1) k + 1 frames, never across episodes."""
+    episodes = [np.arange(t)[:, None, None].repeat(4, 1).repeat(4, 2) for t in (10, 6)]  # frame i holds code i
+    out = write_token_folder(tmp_path / "tok", iter(episodes), {"codebook_size": 256, "image_size": 64})
+    ds = TokenClipDataset(out, m=2, l=2, frame_step=3)
+    assert ds.span == 10 and len(ds) == 1 and ds.num_short_episodes == 1  # the 6-frame episode is too short
+    x, y = ds[0]
+    assert x[:, 0, 0].tolist() == [0, 3] and y[:, 0, 0].tolist() == [6, 9]
+    assert len(TokenClipDataset(out, m=2, l=2, frame_step=2)) == 4  # span 7: starts 0-3 of the 10-frame episode
+    with pytest.raises(DataError, match="13 frames"):
+        TokenClipDataset(out, m=2, l=3, frame_step=3)
+    with pytest.raises(ConfigError):
+        TokenClipDataset(out, m=2, l=2, frame_step=0)
+
+
 def test_token_folder_uint16_and_overwrite(tmp_path):
     episodes = [np.full((8, 2, 3), 1000), np.full((8, 2, 3), 1023)]
     out = write_token_folder(tmp_path / "tok", episodes, {"codebook_size": 1024})

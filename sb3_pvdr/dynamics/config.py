@@ -52,6 +52,10 @@ class DynamicsConfig:
         averaged over the futures y of one context it is minimised by a prior whose variance is the posterior's own
         (small, once z is informative), not the spread of the posterior means across futures, so prior samples are
         near-copies. ``"forward"``: KL(sg[E] || P), the usual CVAE direction, whose optimum covers that spread.
+    :param frame_step: env steps between consecutive frames of a clip: pre-training clips, held-out evaluation and
+        the goal probe take every ``frame_step``-th frame, so the l plan frames cover ``l * frame_step`` steps.
+        1 is the paper's (its l = 6 frames cover 6 steps of small arm motion at 64 px; larger steps make the
+        futures of one context differ more, issue "Shipped pre-trained models").
     """
 
     codebook_size: int = 256
@@ -70,6 +74,7 @@ class DynamicsConfig:
     token_dim: Optional[int] = None
     input_corruption: float = 0.0
     prior_kl: str = "reverse"
+    frame_step: int = 1
 
     def __post_init__(self) -> None:
         for name in _TUPLE_FIELDS:
@@ -83,7 +88,7 @@ class DynamicsConfig:
             if len(value) != 2 or min(value) < 1:
                 raise ConfigError(f"DynamicsConfig.{name} must be two positive integers (h, w), got {value!r}")
             setattr(self, name, value)
-        positive = ["codebook_size", "m", "l", "z_dim", "dim", "ff_dim", "heads"]
+        positive = ["codebook_size", "m", "l", "z_dim", "dim", "ff_dim", "heads", "frame_step"]
         positive += ["depth_encoder", "depth_prior", "depth_decoder"]
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:

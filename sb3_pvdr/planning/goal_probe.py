@@ -72,9 +72,10 @@ def collect_goal_windows(
     from sb3_pvdr.envs.goals import get_scripted_policy
     from sb3_pvdr.planning.planner import Planner
 
-    m, l = dynamics.config.m, dynamics.config.l  # noqa: E741
-    if steps < l + 1 or stride < 1 or episodes < 1:
-        raise ConfigError(f"goal probe: need episodes >= 1, stride >= 1 and steps > l = {l}; got {episodes}, {stride}, {steps}")
+    m, l, k = dynamics.config.m, dynamics.config.l, dynamics.config.frame_step  # noqa: E741
+    if steps < l * k + 1 or stride < 1 or episodes < 1:
+        raise ConfigError(f"goal probe: need episodes >= 1, stride >= 1 and steps > l * frame_step = {l * k}; "
+                          f"got {episodes}, {stride}, {steps}")
     planner = Planner(tokenizer, dynamics, metric=metric, distance=distance)
     env = make_metaworld_env(task, image_size=tokenizer.image_size, seed=seed, terminate_on_success=False)
     expert = get_scripted_policy(task)
@@ -87,7 +88,7 @@ def collect_goal_windows(
         out.update(cand_last=[], cand_distance=[], oracle_last=[], goal_image=[], frame_tokens=[], frame_hand=[],
                    frame_episode=[], frame_variant=[])
         hand_gen = torch.Generator().manual_seed(seed + 1)
-    last_start = steps - l  # every window's l future frames exist
+    last_start = steps - l * k  # every window's l future frames (every k-th step) exist
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Constant", category=UserWarning)  # metaworld's scripted policies
         for ep in range(episodes):
@@ -101,9 +102,9 @@ def collect_goal_windows(
             for t in range(steps):
                 if t % stride == 0 and t <= last_start:
                     with torch.inference_mode():
-                        ctx = tokenizer.encode(np.stack(frames[max(0, t - m + 1) : t + 1]))  # (<= m, h, w)
-                        ctx = torch.cat([ctx[:1].repeat(m - len(ctx), 1, 1), ctx])  # o_0 repeated before the start
-                        oracle = tokenizer.encode(env.unwrapped.expert_future(l))
+                        # o_{t-(m-1)k}, ..., o_t; o_0 repeated before the start
+                        ctx = tokenizer.encode(np.stack([frames[max(0, t - j * k)] for j in reversed(range(m))]))
+                        oracle = tokenizer.encode(env.unwrapped.expert_future(l * k)[k - 1 :: k])
                     for n in candidates:
                         out[f"plan@{n}"].append(planner.plan(ctx, goal_target, n, generator=gen, temperature=temperature).z_star.numpy())
                     if hand_candidates:
@@ -131,8 +132,8 @@ def collect_goal_windows(
             with torch.inference_mode():
                 tokens = tokenizer.encode(np.stack(frames)).numpy()  # (steps + 1, h, w)
             for t in starts:
-                out["future"].append(tokens[t + 1 : t + 1 + l])
-                out["motion"].append(hands[t + l] - hands[t])
+                out["future"].append(tokens[t + k : t + l * k + 1 : k])
+                out["motion"].append(hands[t + l * k] - hands[t])
             if hand_candidates:
                 out["frame_tokens"].append(tokens)
                 out["frame_hand"].append(np.stack(hands))

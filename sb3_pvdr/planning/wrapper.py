@@ -49,6 +49,16 @@ from sb3_pvdr.planning.planner import PLAN_DISTANCES, PathOrModule, Planner, loa
 from sb3_pvdr.planning.relabel import frame_distance
 
 
+def _check_frame_step(dynamics: Any) -> None:
+    """The online stage plans one frame per env step: a model pre-trained on every k-th frame would be misread."""
+    if dynamics.config.frame_step != 1:
+        raise ConfigError(
+            f"the dynamics model was pre-trained on every {dynamics.config.frame_step}-th frame (frame_step), but the "
+            "online stage plans, relabels and fine-tunes one frame per env step: use a frame_step 1 model "
+            "(evaluate_dynamics and the goal probe read any frame_step)"
+        )
+
+
 class PlanningWrapper(gym.Wrapper):
     """PVDR planning wrapper: observation (context tokens x_t, planned latent z_t*), plan in ``info``.
 
@@ -103,6 +113,7 @@ class PlanningWrapper(gym.Wrapper):
         self._image_shape = tuple(space["observation"].shape)
         tokenizer, dynamics = load_planning_models(tokenizer, dynamics, device)
         self._check_image_size(tokenizer)
+        _check_frame_step(dynamics)
         self.planner = Planner(tokenizer, dynamics, plan_metric, plan_distance)
         cfg = dynamics.config
         self.m, self.l = cfg.m, cfg.l
@@ -190,6 +201,7 @@ class PlanningWrapper(gym.Wrapper):
         """
         tokenizer, dynamics = load_planning_models(tokenizer, dynamics)
         self._check_image_size(tokenizer)
+        _check_frame_step(dynamics)
         h, w = dynamics.grid_size
         if (dynamics.config.m, dynamics.config.l) != (self.m, self.l) or self.observation_space["z_star"].shape != dynamics.z_shape:
             raise ConfigError(

@@ -63,9 +63,10 @@ class DataSource:
 
 
 def check_data_source(data: Union[str, Path], tokenizer: Any, cache_dir: Path, m: int, l: int,  # noqa: E741
-                      flag: str = "--data") -> DataSource:
+                      flag: str = "--data", frame_step: int = 1) -> DataSource:
     """Check ``data`` without writing anything: a token folder of ``tokenizer``'s codebook and grid (or the
-    ``cache_dir`` an earlier run tokenized it into), or videos long enough for ``m + l`` frame clips.
+    ``cache_dir`` an earlier run tokenized it into), or videos long enough for ``m + l`` frame clips
+    (every ``frame_step``-th frame).
 
     :raises DataError: the path does not exist, holds neither tokens nor videos, tokens of another
         tokenizer, a bad video file, or no episode of ``m + l`` frames
@@ -79,7 +80,7 @@ def check_data_source(data: Union[str, Path], tokenizer: Any, cache_dir: Path, m
     for folder in (data, cache_dir):
         if is_token_folder(folder):
             check_tokens_match(folder, tokenizer)
-            return DataSource(data, folder, False, len(TokenClipDataset(folder, m, l)))
+            return DataSource(data, folder, False, len(TokenClipDataset(folder, m, l, frame_step=frame_step)))
     if not find_video_files(data):
         raise DataError(
             f"{flag} {data} holds neither tokens (tokens.npy, episodes.npy, meta.json) nor videos "
@@ -88,9 +89,11 @@ def check_data_source(data: Union[str, Path], tokenizer: Any, cache_dir: Path, m
     # the index tokenize() reads too (cached in the data folder): bad files fail here, before OUT is touched
     lengths = [ref.n_frames for ref in VideoClipDataset(data, m=1, l=0, image_size=tokenizer.image_size,
                                                         cache_episodes=0).episodes]
-    num_clips = sum(max(0, n - (m + l) + 1) for n in lengths)
+    span = (m + l - 1) * frame_step + 1
+    num_clips = sum(max(0, n - span + 1) for n in lengths)
     if num_clips == 0:
-        raise DataError(f"{flag} {data}: no episode has the m + l = {m + l} frames a clip needs")
+        every = f" (every {frame_step}th frame: {span} frames of an episode)" if frame_step > 1 else ""
+        raise DataError(f"{flag} {data}: no episode has the m + l = {m + l} frames a clip needs{every}")
     return DataSource(data, cache_dir, True, num_clips)
 
 

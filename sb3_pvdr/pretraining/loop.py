@@ -122,12 +122,12 @@ def prepare_run(data: PathLike, tokenizer_path: PathLike, out: Path, cfg: Pretra
             for param in params:
                 param.requires_grad_(group in cfg.train_only)
 
-    m, l = model.config.m, model.config.l  # noqa: E741
-    source = check_data_source(data, tokenizer, out / "tokens", m, l, "--data")
+    m, l, k = model.config.m, model.config.l, model.config.frame_step  # noqa: E741
+    source = check_data_source(data, tokenizer, out / "tokens", m, l, "--data", frame_step=k)
     check_enough_clips(source.num_clips, cfg.batch_size, info.world_size)
     val_source = None
     if val_data is not None:
-        val_source = check_data_source(val_data, tokenizer, out / "val_tokens", m, l, "--val-data")
+        val_source = check_data_source(val_data, tokenizer, out / "val_tokens", m, l, "--val-data", frame_step=k)
 
     model.to(info.device)
     try:
@@ -146,10 +146,10 @@ def prepare_run(data: PathLike, tokenizer_path: PathLike, out: Path, cfg: Pretra
     from sb3_pvdr.video import TokenClipDataset
 
     # Writes start here: videos are tokenized into OUT/tokens (OUT/val_tokens) once.
-    dataset = TokenClipDataset(resolve_token_folder(source, tokenizer_path, info.is_main), m, l)
+    dataset = TokenClipDataset(resolve_token_folder(source, tokenizer_path, info.is_main), m, l, frame_step=k)
     val_set = None
     if val_source is not None:
-        val_set = TokenClipDataset(resolve_token_folder(val_source, tokenizer_path, info.is_main), m, l)
+        val_set = TokenClipDataset(resolve_token_folder(val_source, tokenizer_path, info.is_main), m, l, frame_step=k)
     return TrainingRun(cfg, info, out, str(tokenizer_path), tokenizer, model, optimizer, scheduler, dataset, val_set, step)
 
 

@@ -181,22 +181,32 @@ class TokenClipDataset(Dataset):
     :param m: number of context frames (paper: 2)
     :param l: number of future frames (paper: 6)
     :param stride: step between the first frames of consecutive windows
+    :param frame_step: every ``frame_step``-th frame inside a window (``DynamicsConfig.frame_step``): a window
+        spans ``(m + l - 1) * frame_step + 1`` frames of its episode
     """
 
-    def __init__(self, folder: PathLike, m: int = 2, l: int = 6, *, stride: int = 1) -> None:  # noqa: E741
-        if m < 1 or l < 0 or stride < 1:
-            raise ConfigError(f"need m >= 1, l >= 0, stride >= 1, got m={m}, l={l}, stride={stride}")
+    def __init__(self, folder: PathLike, m: int = 2, l: int = 6, *, stride: int = 1, frame_step: int = 1) -> None:  # noqa: E741
+        if m < 1 or l < 0 or stride < 1 or frame_step < 1:
+            raise ConfigError(f"need m >= 1, l >= 0, stride >= 1, frame_step >= 1, got m={m}, l={l}, stride={stride}, "
+                              f"frame_step={frame_step}")
         self.folder = Path(folder)
-        self.m, self.l, self.stride = m, l, stride
+        self.m, self.l, self.stride, self.frame_step = m, l, stride, frame_step
         _, episodes, self.meta = read_token_folder(self.folder)
         self.episodes = episodes
         lengths = episodes[:, 1] - episodes[:, 0]
-        counts = np.where(lengths >= m + l, (lengths - (m + l)) // stride + 1, 0)
-        self.num_short_episodes = int((lengths < m + l).sum())
+        span = self.span
+        counts = np.where(lengths >= span, (lengths - span) // stride + 1, 0)
+        self.num_short_episodes = int((lengths < span).sum())
         if counts.sum() == 0:
-            raise DataError(f"{self.folder}: no episode has the m + l = {m + l} frames a window needs")
+            every = f" (every {frame_step}th frame: {span} frames of an episode)" if frame_step > 1 else ""
+            raise DataError(f"{self.folder}: no episode has the m + l = {m + l} frames a window needs{every}")
         self._window_starts = np.concatenate([[0], np.cumsum(counts)])
         self._tokens: Optional[np.ndarray] = None
+
+    @property
+    def span(self) -> int:
+        """Frames of its episode one window covers."""
+        return (self.m + self.l - 1) * self.frame_step + 1
 
     @property
     def codebook_size(self) -> int:
@@ -226,7 +236,7 @@ class TokenClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         _, start = self.locate(index)
-        window = torch.from_numpy(self.tokens[start : start + self.m + self.l].astype(np.int64))
+        window = torch.from_numpy(self.tokens[start : start + self.span : self.frame_step].astype(np.int64))
         return window[: self.m], window[self.m :]
 
     def __getstate__(self) -> dict[str, Any]:
