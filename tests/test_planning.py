@@ -9,7 +9,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.env_checker import check_env
 
-from sb3_pvdr.common.errors import ConfigError
+from sb3_pvdr.common.errors import ConfigError, DataError
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
 from sb3_pvdr.planning import (
     Planner,
@@ -94,6 +94,16 @@ def test_future_window_never_crosses_an_episode_end():
     window, mask = future_window(next_ids, dones, 3)
     assert window[:, 0].tolist() == [[0, 1, 2], [1, 2, 2], [2, 2, 2], [3, 4, 4], [4, 4, 4]]
     assert mask.ravel().tolist() == [True, False, False, False, False]
+
+
+def test_future_window_with_a_frame_step_takes_every_kth_next_frame():
+    dones = np.array([0, 0, 0, 0, 0, 1, 0], dtype=bool)[:, None]
+    next_ids = np.arange(7)[:, None]  # next_ids[t] names o_{t+1}
+    window, mask = future_window(next_ids, dones, 2, step=2)  # o_{t+2}, o_{t+4}
+    assert window[:4, 0].tolist() == [[1, 3], [2, 4], [3, 5], [4, 5]]
+    assert mask.ravel().tolist() == [True, True, True, False, False, False, False]
+    with pytest.raises(DataError):
+        future_window(next_ids, dones, 2, step=0)
 
 
 def test_pvdr_rewards_by_hand_across_an_episode_end():
@@ -235,6 +245,34 @@ def test_wrapper_holds_the_plan_between_replans():
     assert np.isnan(info2["plan_errors"][2])
     with pytest.raises(ConfigError, match="replan_every"):
         env.configure(replan_every=4)
+
+
+def test_wrapper_with_a_frame_step_model_spaces_context_and_plan_errors_k_steps_apart():
+    """frame_step k = 2, l = 3: context o_{t-2}, o_t; the plan of step s predicts o_{s+2}, o_{s+4}, o_{s+6}."""
+    tokenizer, dynamics = tiny_models()
+    dynamics.config.frame_step = 2
+    env = PlanningWrapper(FakeImageGoalEnv(), tokenizer, dynamics, n_candidates=2, seed=0)
+    obs, info = env.reset(seed=0)
+    tokens, plans = [obs["context_tokens"][-1]], [env._plan_frames.copy()]  # o_0's tokens
+    for t in range(7):
+        obs, _, _, _, info = env.step(np.array([1.0, 1.0], dtype=np.float32))
+        tokens.append(info["next_tokens"])
+        np.testing.assert_array_equal(obs["context_tokens"][1], tokens[-1])
+        np.testing.assert_array_equal(obs["context_tokens"][0], tokens[max(0, len(tokens) - 3)])
+        errors = info["plan_errors"]  # o_{t+1} against the plan of step t - d
+        assert errors.shape == (6,)
+        for d in range(6):
+            i, off_grid = divmod(d + 1, 2)
+            if t - d >= 0 and off_grid == 0:
+                assert errors[d] == pytest.approx(frame_distance(info["frame"], plans[t - d][i - 1]), abs=1e-6)
+            else:
+                assert np.isnan(errors[d])
+        plans.append(env._plan_frames.copy())
+    env.configure(replan_every=6)  # up to the l * k = 6 steps a plan covers
+    with pytest.raises(ConfigError, match="replan_every"):
+        env.configure(replan_every=7)
+    with pytest.raises(ConfigError, match="frame_step"):
+        env.bind_planner(*tiny_models())  # a frame_step 1 model into an env built for 2
 
 
 def test_wrapper_plans_reproducibly_from_the_seed():

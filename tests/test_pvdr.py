@@ -90,6 +90,31 @@ def test_future_tokens_are_the_next_observed_frames(collected):
     assert mask.any() and not mask.all()
 
 
+def test_frame_step_model_relabels_and_fine_tunes_on_every_kth_frame():
+    """A model pre-trained on every 2nd frame: plan errors cover l * 2 steps, real futures are o_{t+2}, o_{t+4}, ...,
+    L_act's action window is l * 2 actions, and a learn() with fine-tuning runs."""
+    tokenizer, dynamics = tiny_models()
+    dynamics.config.frame_step = 2
+    model = make_model(make_env((tokenizer, dynamics), max_steps=20), finetune_rollouts=1, act_target="window_mean")
+    collect(model)
+    buffer = model.rollout_buffer
+    assert buffer.plan_errors.shape == (24, 1, 6) and buffer.horizon == 6
+    futures, mask = buffer.future_tokens()
+    contexts = buffer.observations["context_tokens"]
+    for t in range(buffer.buffer_size - 4):
+        if not buffer.dones[t : t + 4, 0].any():  # o_{t+2} and o_{t+4} are the newest context frames of t+2, t+4
+            np.testing.assert_array_equal(futures[t, 0, 0], contexts[t + 2, 0, -1])
+            np.testing.assert_array_equal(futures[t, 0, 1], contexts[t + 4, 0, -1])
+            np.testing.assert_array_equal(contexts[t + 2, 0, 0], contexts[t, 0, -1])  # context o_{t}, o_{t+2}
+    assert mask.any() and not mask.all()
+    model._compute_alignment_targets()
+    actions, _ = buffer.future_actions()
+    assert actions.shape[2] == 6
+    np.testing.assert_allclose(buffer.act_targets[0, 0], np.clip(buffer.actions[:6, 0], -1, 1).mean(axis=0), rtol=1e-5)
+    model.learn(48)
+    assert model.num_timesteps == 48
+
+
 # ---------------------------------------------------------------------------------------------- L_act
 def test_alignment_loss_gradient_reaches_only_the_policy_actor():
     model = make_model(finetune_rollouts=0)
@@ -294,6 +319,12 @@ def test_plan_video_callback_builds_context_plan_real_strips(tmp_path):
     np.testing.assert_array_equal(video[0, :, :16], frames[0])  # context o_{t}
     np.testing.assert_array_equal(video[0, :, 32:], frames[1])  # what really happened o_{t+1}
     np.testing.assert_array_equal(video[2, :, 32:], frames[3])
+    # a frame_step 2 model: plan frame k shows the real frame 2 (k + 1) steps on; frame 5 is terminal, so frame 6
+    # (the next episode) is not shown for plan frame 2
+    stepped = PlanVideoCallback.make_video(steps, tokenizer, n_clips=2, frame_step=2)
+    assert stepped.shape == (2, 16, 48, 3)
+    for k, real in enumerate((2, 4)):
+        np.testing.assert_array_equal(stepped[k, :, 32:], frames[real])
     # written to tensorboard as an animated GIF image summary
     from types import SimpleNamespace
 

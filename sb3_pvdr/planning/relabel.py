@@ -79,8 +79,9 @@ def future_counts(dones: np.ndarray, l: int) -> np.ndarray:  # noqa: E741 (the p
     return counts
 
 
-def future_window(next_items: np.ndarray, dones: np.ndarray, l: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: E741
-    """Stack, for every step t, the items of its next l real frames: ``window[t, e, k] = next_items[t + k, e]``.
+def future_window(next_items: np.ndarray, dones: np.ndarray, l: int, step: int = 1) -> tuple[np.ndarray, np.ndarray]:  # noqa: E741
+    """Stack, for every step t, the items of its next l real frames, every ``step``-th:
+    ``window[t, e, k] = next_items[t + (k + 1) * step - 1, e]`` (o_{t+step}, ..., o_{t+l*step}).
 
     ``next_items[t]`` describes o_{t+1} (e.g. its token grid, the wrapper's ``info["next_tokens"]``).
     Slots past the episode or rollout end repeat the last real frame (only so the array is rectangular);
@@ -89,17 +90,20 @@ def future_window(next_items: np.ndarray, dones: np.ndarray, l: int) -> tuple[np
     :param next_items: ``(T, n_envs, ...)``
     :param dones: ``(T, n_envs)`` bool
     :param l: window length
-    :return: ``(window (T, n_envs, l, ...), mask (T, n_envs) bool = all l frames are real)``
+    :param step: env steps between the window's frames (``DynamicsConfig.frame_step``)
+    :return: ``(window (T, n_envs, l, ...), mask (T, n_envs) bool = all l * step frames are real)``
     """
+    if step < 1:
+        raise DataError(f"window step must be >= 1, got {step}")
     next_items = np.asarray(next_items)
-    counts = future_counts(dones, l)
+    counts = future_counts(dones, l * step)
     if next_items.shape[:2] != counts.shape:
         raise DataError(f"next_items {next_items.shape[:2]} and dones {counts.shape} must share (T, n_envs)")
     t_idx = np.arange(counts.shape[0])[:, None, None]  # (T, 1, 1)
-    k_idx = np.arange(l)[None, None, :]  # (1, 1, l)
-    source_t = t_idx + np.minimum(k_idx, counts[:, :, None] - 1)  # (T, n_envs, l), always inside the rollout
+    offsets = (np.arange(l) + 1)[None, None, :] * step - 1  # (1, 1, l)
+    source_t = t_idx + np.minimum(offsets, counts[:, :, None] - 1)  # (T, n_envs, l), always inside the rollout
     env_idx = np.arange(counts.shape[1])[None, :, None]
-    return next_items[source_t, env_idx], counts == l
+    return next_items[source_t, env_idx], counts == l * step
 
 
 def planning_term(plan_errors: np.ndarray, dones: np.ndarray) -> np.ndarray:
@@ -108,7 +112,8 @@ def planning_term(plan_errors: np.ndarray, dones: np.ndarray) -> np.ndarray:
     NaN entries (a plan that does not cover that time) are left out of the mean; a step whose entries are
     all NaN gets 0.
 
-    :param plan_errors: ``(T, n_envs, l)``, the wrapper's ``info["plan_errors"]`` of each step
+    :param plan_errors: ``(T, n_envs, L)``, the wrapper's ``info["plan_errors"]`` of each step (L = l * frame_step:
+        entry d of step t' compares o_{t'+1} with the plan of step t' - d)
     :param dones: ``(T, n_envs)`` bool
     :return: ``(T, n_envs)`` float32, mean distance of the real future frames to the plan
     """

@@ -8,9 +8,11 @@ when it relabels its rollout buffer (it needs frames that arrive up to l steps l
 
 What the wrapper keeps and reports:
 
-- the last m frames' tokens (the context x_t); at reset the first frame is repeated m times;
+- the last m frames' tokens (the context x_t); at reset the first frame is repeated m times. With a model
+  pre-trained on every k-th frame (``DynamicsConfig.frame_step``) the context is o_{t-(m-1)k}, ..., o_t and the
+  l plan frames predict o_{t+k}, ..., o_{t+lk}: a plan covers ``l * k`` env steps;
 - every ``replan_every`` steps a new plan (eq. (2)); in between z* and the plan are held, the plan shifted
-  by the steps since it was made (``replan_every`` must not exceed l);
+  by the steps since it was made (``replan_every`` must not exceed the l * k steps a plan covers);
 - ``info`` (reset and step), read by the PVDR algorithm's rollout buffer and by the video callback:
 
   ``plan_tokens`` (l, h, w) int64   the plan chosen for the observation being returned;
@@ -19,9 +21,9 @@ What the wrapper keeps and reports:
                                     minus the chosen one's), ``spread`` (std of the candidates' distances),
                                     ``z_change`` (relative change of z* from the previous plan);
   ``next_tokens`` (h, w) int64      tokens of the frame o_{t+1} just observed (step only);
-  ``plan_errors`` (l,) float32      ``d(o_{t+1}, y^_{t-k})`` for k < l: the new frame against what the plan of
-                                    step t-k predicted for it, NaN where no plan of this episode covers it
-                                    (step only);
+  ``plan_errors`` (l*k,) float32    ``d(o_{t+1}, y^_{t-d})`` for d < l * k: the new frame against what the plan
+                                    of step t-d predicted for it, NaN where no plan of this episode covers it
+                                    or no frame of that plan falls on t+1 (frame_step k > 1; step only);
   ``frame`` (H, W, 3) uint8         o_{t+1} itself (reset: o_0), for videos;
   ``goal`` (H, W, 3) uint8          g, for the goal-oriented prior loss of the fine-tuning stage.
 
@@ -47,16 +49,6 @@ from sb3_pvdr.common.errors import ConfigError
 from sb3_pvdr.common.precision import resolve_bf16
 from sb3_pvdr.planning.planner import PLAN_DISTANCES, PathOrModule, Planner, load_planning_models
 from sb3_pvdr.planning.relabel import frame_distance
-
-
-def _check_frame_step(dynamics: Any) -> None:
-    """The online stage plans one frame per env step: a model pre-trained on every k-th frame would be misread."""
-    if dynamics.config.frame_step != 1:
-        raise ConfigError(
-            f"the dynamics model was pre-trained on every {dynamics.config.frame_step}-th frame (frame_step), but the "
-            "online stage plans, relabels and fine-tunes one frame per env step: use a frame_step 1 model "
-            "(evaluate_dynamics and the goal probe read any frame_step)"
-        )
 
 
 class PlanningWrapper(gym.Wrapper):
@@ -113,10 +105,10 @@ class PlanningWrapper(gym.Wrapper):
         self._image_shape = tuple(space["observation"].shape)
         tokenizer, dynamics = load_planning_models(tokenizer, dynamics, device)
         self._check_image_size(tokenizer)
-        _check_frame_step(dynamics)
         self.planner = Planner(tokenizer, dynamics, plan_metric, plan_distance)
         cfg = dynamics.config
-        self.m, self.l = cfg.m, cfg.l
+        self.m, self.l, self.frame_step = cfg.m, cfg.l, cfg.frame_step
+        self.horizon = self.l * self.frame_step  # env steps one plan covers
         self.oracle_z, self.prior_temperature, self.bf16 = False, 1.0, False
         self.configure(n_candidates=n_candidates, replan_every=replan_every, random_z=random_z, plan_metric=plan_metric,
                        oracle_z=oracle_z, prior_temperature=prior_temperature, bf16=bf16, plan_distance=plan_distance)
@@ -137,8 +129,10 @@ class PlanningWrapper(gym.Wrapper):
         self._plan_z: Optional[torch.Tensor] = None
         self._plan_stats: dict[str, float] = {}
         self._plan_offset = 0
-        # plans in force at the last l steps of this episode: (plan frames (l, H, W, 3), offset), oldest first
-        self._history: deque[tuple[np.ndarray, int]] = deque(maxlen=self.l)
+        # plans in force at the last l * k steps of this episode: (plan frames (l, H, W, 3), offset), oldest first
+        self._history: deque[tuple[np.ndarray, int]] = deque(maxlen=self.horizon)
+        # tokens of the last (m - 1) * k + 1 frames, the context's source
+        self._frames: deque[np.ndarray] = deque(maxlen=(self.m - 1) * self.frame_step + 1)
 
     # ------------------------------------------------------------------ configuration
     def _check_image_size(self, tokenizer: Any) -> None:
@@ -169,8 +163,9 @@ class PlanningWrapper(gym.Wrapper):
                 raise ConfigError(f"n_candidates must be >= 1, got {n_candidates}")
             self.n_candidates = int(n_candidates)
         if replan_every is not None:
-            if not 1 <= int(replan_every) <= self.l:
-                raise ConfigError(f"replan_every must be in [1, l={self.l}] (a plan covers l steps), got {replan_every}")
+            if not 1 <= int(replan_every) <= self.horizon:
+                raise ConfigError(f"replan_every must be in [1, l * frame_step = {self.horizon}] (the env steps a plan "
+                                  f"covers), got {replan_every}")
             self.replan_every = int(replan_every)
         if random_z is not None:
             self.random_z = bool(random_z)
@@ -201,12 +196,12 @@ class PlanningWrapper(gym.Wrapper):
         """
         tokenizer, dynamics = load_planning_models(tokenizer, dynamics)
         self._check_image_size(tokenizer)
-        _check_frame_step(dynamics)
         h, w = dynamics.grid_size
-        if (dynamics.config.m, dynamics.config.l) != (self.m, self.l) or self.observation_space["z_star"].shape != dynamics.z_shape:
+        cfg = dynamics.config
+        if (cfg.m, cfg.l, cfg.frame_step) != (self.m, self.l, self.frame_step) or self.observation_space["z_star"].shape != dynamics.z_shape:
             raise ConfigError(
-                f"cannot bind a dynamics model with m={dynamics.config.m}, l={dynamics.config.l}, z {dynamics.z_shape} "
-                f"to an env built for m={self.m}, l={self.l}, z {self.observation_space['z_star'].shape}"
+                f"cannot bind a dynamics model with m={cfg.m}, l={cfg.l}, frame_step={cfg.frame_step}, z {dynamics.z_shape} "
+                f"to an env built for m={self.m}, l={self.l}, frame_step={self.frame_step}, z {self.observation_space['z_star'].shape}"
             )
         if self.observation_space["context_tokens"].shape[1:] != (h, w):
             raise ConfigError(f"token grid {(h, w)} differs from the env's {self.observation_space['context_tokens'].shape[1:]}")
@@ -238,7 +233,8 @@ class PlanningWrapper(gym.Wrapper):
     def _replan(self) -> None:
         oracle = None
         if self.oracle_z:
-            oracle = self.planner.tokenizer.encode(self.env.unwrapped.expert_future(self.l))
+            k = self.frame_step  # the expert's frames o_{t+k}, ..., o_{t+lk}
+            oracle = self.planner.tokenizer.encode(self.env.unwrapped.expert_future(self.horizon)[k - 1 :: k])
         self._plan = self.planner.plan(
             torch.from_numpy(self._context),
             self._goal_target,
@@ -262,6 +258,12 @@ class PlanningWrapper(gym.Wrapper):
             "z_change": float((self._plan_z - previous).norm() / previous.norm().clamp_min(1e-8)) if previous is not None else float("nan"),
         }
 
+    def _update_context(self, tokens: np.ndarray) -> None:
+        """Append o_t's tokens; the context is o_{t-(m-1)k}, ..., o_t (o_0 stands in for frames before it)."""
+        self._frames.append(tokens)
+        last = len(self._frames) - 1
+        self._context = np.stack([self._frames[max(0, last - j * self.frame_step)] for j in reversed(range(self.m))])
+
     def _observation(self) -> dict[str, np.ndarray]:
         return {"context_tokens": self._context.copy(), "z_star": self._plan.z_star.cpu().numpy().astype(np.float32)}
 
@@ -282,7 +284,8 @@ class PlanningWrapper(gym.Wrapper):
             self._generator.manual_seed(seed)
         frame = obs["observation"]
         self._set_goal(obs["desired_goal"])
-        self._context = np.repeat(self._encode(frame)[None], self.m, axis=0)  # only o_0 exists yet
+        self._frames.clear()
+        self._update_context(self._encode(frame))  # only o_0 exists yet: repeated m times
         self._history.clear()
         self._plan_z = None  # a new episode: no previous z* to compare with
         self._replan()
@@ -295,13 +298,15 @@ class PlanningWrapper(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         frame = obs["observation"]
         tokens = self._encode(frame)
-        # the new frame o_{t+1} against what the plans of steps t, t-1, ..., t-l+1 predicted for it
+        # the new frame o_{t+1} against what the plans of steps t, t-1, ..., t-lk+1 predicted for it: the plan in
+        # force at step t-d, made `offset` steps earlier, predicts o_{t+1} with its frame i where (i + 1) k = d + 1 + offset
         target = self._frame_target(frame, tokens)
-        plan_errors = np.full(self.l, np.nan, dtype=np.float32)
-        for k, (plan_frames, offset) in enumerate(reversed(self._history)):
-            if offset + k < self.l:
-                plan_errors[k] = frame_distance(target, plan_frames[offset + k])
-        self._context = np.concatenate((self._context[1:], tokens[None]), axis=0)
+        plan_errors = np.full(self.horizon, np.nan, dtype=np.float32)
+        for d, (plan_frames, offset) in enumerate(reversed(self._history)):
+            i, off_grid = divmod(d + 1 + offset, self.frame_step)
+            if off_grid == 0 and 1 <= i <= self.l:
+                plan_errors[d] = frame_distance(target, plan_frames[i - 1])
+        self._update_context(tokens)
         self._set_goal(obs["desired_goal"])
         if self._plan_offset + 1 >= self.replan_every:
             self._replan()

@@ -56,6 +56,8 @@ class PVDRRolloutBuffer(DictRolloutBuffer):
     :param gamma: discount factor
     :param n_envs: number of envs
     :param plan_length: l, frames per plan
+    :param frame_step: env steps between plan frames (``DynamicsConfig.frame_step``); a plan covers
+        ``plan_length * frame_step`` steps
     :param image_size: frame size H = W (goal images are stored for the fine-tuning stage)
     :param lambda_3: weight of the planning-oriented reward term (eq. (6)); 0 keeps the env reward
     """
@@ -72,12 +74,15 @@ class PVDRRolloutBuffer(DictRolloutBuffer):
         gamma: float = 0.99,
         n_envs: int = 1,
         plan_length: int = 6,
+        frame_step: int = 1,
         image_size: int = 64,
         lambda_3: float = 1.0,
     ) -> None:
         if not isinstance(observation_space, spaces.Dict) or not {"context_tokens", "z_star"} <= set(observation_space.spaces):
             raise ConfigError(f"PVDRRolloutBuffer needs the PlanningWrapper's Dict(context_tokens, z_star) space, got {observation_space}")
         self.plan_length = int(plan_length)
+        self.frame_step = int(frame_step)
+        self.horizon = self.plan_length * self.frame_step  # env steps one plan covers
         self.image_size = int(image_size)
         self.lambda_3 = float(lambda_3)
         self.grid = tuple(observation_space["context_tokens"].shape[1:])
@@ -87,7 +92,7 @@ class PVDRRolloutBuffer(DictRolloutBuffer):
     def reset(self) -> None:
         super().reset()
         shape = (self.buffer_size, self.n_envs)
-        self.plan_errors = np.full((*shape, self.plan_length), np.nan, dtype=np.float32)
+        self.plan_errors = np.full((*shape, self.horizon), np.nan, dtype=np.float32)
         self.next_tokens = np.zeros((*shape, *self.grid), dtype=np.int64)
         self.goals = np.zeros((*shape, self.image_size, self.image_size, 3), dtype=np.uint8)
         self.dones = np.zeros(shape, dtype=bool)
@@ -113,13 +118,13 @@ class PVDRRolloutBuffer(DictRolloutBuffer):
         self.dones[self.pos] = np.asarray(dones, dtype=bool)
 
     def future_tokens(self) -> tuple[np.ndarray, np.ndarray]:
-        """Real futures y_t ``(T, n_envs, l, h, w)`` and the mask of complete ones ``(T, n_envs)``."""
-        return future_window(self.next_tokens, self.dones, self.plan_length)
+        """Real futures y_t ``(T, n_envs, l, h, w)`` (o_{t+k}, ..., o_{t+lk}) and the mask of complete ones ``(T, n_envs)``."""
+        return future_window(self.next_tokens, self.dones, self.plan_length, self.frame_step)
 
     def future_actions(self) -> tuple[np.ndarray, np.ndarray]:
-        """The actions a_t, ..., a_{t+l-1} that produced each step's real future ``(T, n_envs, l, action_dim)``,
+        """The actions a_t, ..., a_{t+lk-1} that produced each step's real future ``(T, n_envs, l * k, action_dim)``,
         and the mask of complete windows ``(T, n_envs)`` (the same windows as :meth:`future_tokens`)."""
-        return future_window(self.actions, self.dones, self.plan_length)
+        return future_window(self.actions, self.dones, self.horizon)
 
     def planning_term(self) -> np.ndarray:
         """Planning-oriented distance of eq. (6) per step ``(T, n_envs)`` (before the weight lambda_3)."""

@@ -291,7 +291,7 @@ class PlanVideoCallback(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         if self._recording():
-            video = self.make_video(self._steps, self.model.tokenizer, self.n_clips)
+            video = self.make_video(self._steps, self.model.tokenizer, self.n_clips, self.model.dynamics.config.frame_step)
             if video is not None:
                 self.last_video = video
                 self._write(video)
@@ -325,11 +325,13 @@ class PlanVideoCallback(BaseCallback):
                 output.writer.flush()
 
     @staticmethod
-    def make_video(steps: list[tuple[np.ndarray, np.ndarray, bool]], tokenizer: VQTokenizer, n_clips: int) -> Optional[np.ndarray]:
-        """Build the video ``(T, H, 3W, 3)`` uint8 from recorded ``(frame o_{t+1}, plan for o_{t+1}, done)`` steps."""
+    def make_video(steps: list[tuple[np.ndarray, np.ndarray, bool]], tokenizer: VQTokenizer, n_clips: int,
+                   frame_step: int = 1) -> Optional[np.ndarray]:
+        """Build the video ``(T, H, 3W, 3)`` uint8 from recorded ``(frame o_{t+1}, plan for o_{t+1}, done)`` steps
+        (plan frame k predicts the frame ``(k + 1) * frame_step`` steps ahead)."""
         frames: list[np.ndarray] = []
         l = steps[0][1].shape[0] if steps else 0  # noqa: E741
-        for start in range(0, max(len(steps) - 1, 0), max(l, 1)):
+        for start in range(0, max(len(steps) - 1, 0), max(l * frame_step, 1)):
             if len(frames) >= n_clips * l:
                 break
             if steps[start][2]:  # o_{start+1} is a terminal frame: its plan is never followed
@@ -338,9 +340,9 @@ class PlanVideoCallback(BaseCallback):
             with th.no_grad():
                 plan = (tokenizer.decode(th.as_tensor(plan_tokens)).cpu().numpy() * 255).round().astype(np.uint8)
             for k in range(l):
-                real_idx = start + 1 + k
-                if real_idx >= len(steps):
-                    break
+                real_idx = start + (k + 1) * frame_step
+                if real_idx >= len(steps) or any(done for *_, done in steps[start + 1 + k * frame_step : real_idx]):
+                    break  # past the rollout, or the episode ended before that frame
                 frames.append(np.concatenate((current, plan[k], steps[real_idx][0]), axis=1))
                 if steps[real_idx][2]:
                     break

@@ -240,6 +240,7 @@ class PVDR(PPO):
             self.rollout_buffer_kwargs = {
                 **self.rollout_buffer_kwargs,
                 "plan_length": self.dynamics.config.l,
+                "frame_step": self.dynamics.config.frame_step,
                 "image_size": self.tokenizer.image_size,
                 "lambda_3": self.lambda_3,
             }
@@ -384,7 +385,7 @@ class PVDR(PPO):
                 latents.append(self.dynamics.posterior(x, y).mode().cpu().numpy())
         buffer.latents = np.concatenate(latents).reshape(buffer.latents.shape)
         buffer.align_mask = mask
-        actions, _ = buffer.future_actions()  # (T, n_envs, l, action_dim)
+        actions, _ = buffer.future_actions()  # (T, n_envs, l * frame_step, action_dim)
         actions = np.clip(actions, self.action_space.low, self.action_space.high)
         buffer.act_targets = (actions[:, :, 0] if self.act_target == "action" else actions.mean(axis=2)).astype(np.float32)
 
