@@ -198,11 +198,17 @@ class PlanningWrapper(gym.Wrapper):
         self._check_image_size(tokenizer)
         h, w = dynamics.grid_size
         cfg = dynamics.config
-        if (cfg.m, cfg.l, cfg.frame_step) != (self.m, self.l, self.frame_step) or self.observation_space["z_star"].shape != dynamics.z_shape:
+        if (cfg.m, cfg.l) != (self.m, self.l) or self.observation_space["z_star"].shape != dynamics.z_shape:
             raise ConfigError(
-                f"cannot bind a dynamics model with m={cfg.m}, l={cfg.l}, frame_step={cfg.frame_step}, z {dynamics.z_shape} "
-                f"to an env built for m={self.m}, l={self.l}, frame_step={self.frame_step}, z {self.observation_space['z_star'].shape}"
+                f"cannot bind a dynamics model with m={cfg.m}, l={cfg.l}, z {dynamics.z_shape} "
+                f"to an env built for m={self.m}, l={self.l}, z {self.observation_space['z_star'].shape}"
             )
+        if cfg.frame_step != self.frame_step:  # same spaces, another time grid: adopt it (takes effect at the next reset)
+            self.frame_step, self.horizon = cfg.frame_step, self.l * cfg.frame_step
+            self._history = deque(maxlen=self.horizon)
+            self._frames = deque(maxlen=(self.m - 1) * self.frame_step + 1)
+            if self.replan_every > self.horizon:
+                self.replan_every = self.horizon
         if self.observation_space["context_tokens"].shape[1:] != (h, w):
             raise ConfigError(f"token grid {(h, w)} differs from the env's {self.observation_space['context_tokens'].shape[1:]}")
         self.planner = Planner(tokenizer, dynamics, self.planner.metric)
