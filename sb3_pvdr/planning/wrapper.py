@@ -107,8 +107,8 @@ class PlanningWrapper(gym.Wrapper):
         self._check_image_size(tokenizer)
         self.planner = Planner(tokenizer, dynamics, plan_metric, plan_distance)
         cfg = dynamics.config
-        self.m, self.l, self.frame_step = cfg.m, cfg.l, cfg.frame_step
-        self.horizon = self.l * self.frame_step  # env steps one plan covers
+        self.m, self.l = cfg.m, cfg.l
+        self._set_frame_step(cfg.frame_step)
         self.oracle_z, self.prior_temperature, self.bf16 = False, 1.0, False
         self.configure(n_candidates=n_candidates, replan_every=replan_every, random_z=random_z, plan_metric=plan_metric,
                        oracle_z=oracle_z, prior_temperature=prior_temperature, bf16=bf16, plan_distance=plan_distance)
@@ -129,12 +129,16 @@ class PlanningWrapper(gym.Wrapper):
         self._plan_z: Optional[torch.Tensor] = None
         self._plan_stats: dict[str, float] = {}
         self._plan_offset = 0
+
+    # ------------------------------------------------------------------ configuration
+    def _set_frame_step(self, frame_step: int) -> None:
+        """The time grid of the model's frames: k env steps between them, a plan covering l * k steps."""
+        self.frame_step, self.horizon = frame_step, self.l * frame_step
         # plans in force at the last l * k steps of this episode: (plan frames (l, H, W, 3), offset), oldest first
         self._history: deque[tuple[np.ndarray, int]] = deque(maxlen=self.horizon)
         # tokens of the last (m - 1) * k + 1 frames, the context's source
-        self._frames: deque[np.ndarray] = deque(maxlen=(self.m - 1) * self.frame_step + 1)
+        self._frames: deque[np.ndarray] = deque(maxlen=(self.m - 1) * frame_step + 1)
 
-    # ------------------------------------------------------------------ configuration
     def _check_image_size(self, tokenizer: Any) -> None:
         expected = (tokenizer.image_size, tokenizer.image_size, 3)
         if self._image_shape != expected:
@@ -204,9 +208,7 @@ class PlanningWrapper(gym.Wrapper):
                 f"to an env built for m={self.m}, l={self.l}, z {self.observation_space['z_star'].shape}"
             )
         if cfg.frame_step != self.frame_step:  # same spaces, another time grid: adopt it (takes effect at the next reset)
-            self.frame_step, self.horizon = cfg.frame_step, self.l * cfg.frame_step
-            self._history = deque(maxlen=self.horizon)
-            self._frames = deque(maxlen=(self.m - 1) * self.frame_step + 1)
+            self._set_frame_step(cfg.frame_step)
             if self.replan_every > self.horizon:
                 self.replan_every = self.horizon
         if self.observation_space["context_tokens"].shape[1:] != (h, w):
