@@ -271,8 +271,10 @@ def test_wrapper_with_a_frame_step_model_spaces_context_and_plan_errors_k_steps_
     env.configure(replan_every=6)  # up to the l * k = 6 steps a plan covers
     with pytest.raises(ConfigError, match="replan_every"):
         env.configure(replan_every=7)
+    env.configure(plan_distance="last")
     env.bind_planner(*tiny_models())  # a frame_step 1 model (PVDR's own) into an env built for 2: adopted
     assert (env.frame_step, env.horizon, env.replan_every) == (1, 3, 3)
+    assert env.planner.distance == "last"  # binding new models keeps the plan settings
     env.reset(seed=0)
     assert env.step(env.action_space.sample())[4]["plan_errors"].shape == (3,)
 

@@ -213,7 +213,7 @@ class PlanningWrapper(gym.Wrapper):
                 self.replan_every = self.horizon
         if self.observation_space["context_tokens"].shape[1:] != (h, w):
             raise ConfigError(f"token grid {(h, w)} differs from the env's {self.observation_space['context_tokens'].shape[1:]}")
-        self.planner = Planner(tokenizer, dynamics, self.planner.metric)
+        self.planner = Planner(tokenizer, dynamics, self.planner.metric, self.planner.distance)
         self._goal = None  # recompute the goal target with the new models
         if self._generator.device != self.planner.device:
             self._generator = torch.Generator(device=self.planner.device).manual_seed(int(self._generator.initial_seed()))
