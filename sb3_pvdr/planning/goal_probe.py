@@ -234,19 +234,22 @@ def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: S
         "rank_corr": round(float(np.nanmean(corr)), 4),
         "expert_hand_to_goal": round(float(expert_to_goal.mean()), 4),
     }
+
+    def hand_gain(distance: np.ndarray, n: int) -> tuple[float, float, float]:
+        """Hand-to-goal of the plan ``distance`` picks among the first n candidates, of their average, and the gain."""
+        chosen = to_goal[np.arange(n_win), distance[:, :n].argmin(1)].mean()
+        average = to_goal[:, :n].mean()
+        gap = average - expert_to_goal.mean()
+        return float(chosen), float(average), round(float((average - chosen) / gap), 4) if abs(gap) > 1e-6 else float("nan")
+
     for name, dist in alternatives.items():
         report[f"rank_corr/{name}"] = round(float(np.nanmean([rank_correlation(d, g) for d, g in zip(dist, to_goal)])), 4)
         for n in candidates:
-            chosen = to_goal[np.arange(n_win), dist[:, :n].argmin(1)].mean()
-            average, gap = to_goal[:, :n].mean(), to_goal[:, :n].mean() - expert_to_goal.mean()
-            report[f"hand_gain@{n}/{name}"] = round(float((average - chosen) / gap), 4) if abs(gap) > 1e-6 else float("nan")
+            report[f"hand_gain@{n}/{name}"] = hand_gain(dist, n)[2]
     for n in candidates:
-        chosen = to_goal[np.arange(n_win), data["cand_distance"][:, :n].argmin(1)].mean()
-        average = to_goal[:, :n].mean()
-        gap = average - expert_to_goal.mean()
-        report[f"hand_to_goal/chosen@{n}"] = round(float(chosen), 4)
-        report[f"hand_to_goal/average@{n}"] = round(float(average), 4)
-        report[f"hand_gain@{n}"] = round(float((average - chosen) / gap), 4) if abs(gap) > 1e-6 else float("nan")
+        chosen, average, report[f"hand_gain@{n}"] = hand_gain(data["cand_distance"], n)
+        report[f"hand_to_goal/chosen@{n}"] = round(chosen, 4)
+        report[f"hand_to_goal/average@{n}"] = round(average, 4)
     return report
 
 
