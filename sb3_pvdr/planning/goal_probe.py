@@ -189,7 +189,7 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: Sequence[int] = (4, 16),
-                      folds: int = 6) -> dict[str, Any]:
+                      folds: int = 6, blur: int = 8) -> dict[str, Any]:
     """Where do the candidates' plans put the hand, and does eq. (2) pick the one nearest the goal?
 
     A hand locator (ridge on the decoded, 2x pooled pixels of real frames -> hand position; frames go through the
@@ -199,8 +199,12 @@ def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: S
     ``rank_corr`` (Spearman, across one window's candidates, of the eq. (2) distance and the hand's distance to the
     goal; 1 = eq. (2) ranks plans by how near the hand gets), and per N ``hand_to_goal`` of the chosen, the average
     and the expert's plan with ``hand_gain@N`` = (average - chosen) / (average - expert). The same rank correlation
-    and hand gain for two other plan-to-goal distances on the last plan frame alone (``last_frame``: whole frame;
-    ``last_frame_changed_pixels``: only the pixels where the goal image differs from the current frame by > 0.1).
+    and hand gain for other plan-to-goal distances on the last plan frame alone (``last_frame``: whole frame;
+    ``last_frame_changed_pixels``: only the pixels where the goal image differs from the current frame by > 0.1;
+    ``last_frame_blurred``: both frames average-pooled ``blur`` x ``blur`` first, so that a hand far from the goal's
+    hand still ranks by how far), and ``hand_gain@N/best``: the gain of choosing by the true hand-to-goal distance,
+    the most any plan-to-goal distance can get out of these candidates (below 1 when the candidates' hands do not
+    spread as far as the expert's).
     """
     n_cand = data["cand_last"].shape[1]
     if max(candidates) > n_cand:
@@ -218,6 +222,9 @@ def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: S
     corr = [rank_correlation(d, g) for d, g in zip(data["cand_distance"], to_goal)]
     # other plan-to-goal distances, on the candidates' last frames only: whole frame, and only the pixels where the
     # goal image differs from the current frame (where the arm must go and where it is now)
+    blur = min(blur, last.shape[1])
+    blurred_last = _pooled(last, blur).reshape(n_win, n_cand, -1)
+    blurred_goal = _pooled(data["goal_image"].astype(np.float32) / 255.0, blur).reshape(n_win, 1, -1)
     last = last.reshape(n_win, n_cand, -1)
     goal_px = data["goal_image"].reshape(n_win, 1, -1).astype(np.float32) / 255.0
     now_px = _decoded(tokenizer, data["context"][:, -1]).reshape(n_win, 1, -1)
@@ -226,6 +233,7 @@ def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: S
     alternatives = {
         "last_frame": diff.mean(-1),
         "last_frame_changed_pixels": (diff * changed).sum(-1) / np.maximum(changed.sum(-1), 1),
+        "last_frame_blurred": np.abs(blurred_last - blurred_goal).mean(-1),
     }
     report: dict[str, Any] = {
         "locator_r2": round(locator_r2, 4),
@@ -247,6 +255,7 @@ def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: S
         for n in candidates:
             report[f"hand_gain@{n}/{name}"] = hand_gain(dist, n)[2]
     for n in candidates:
+        report[f"hand_gain@{n}/best"] = hand_gain(to_goal, n)[2]
         chosen, average, report[f"hand_gain@{n}"] = hand_gain(data["cand_distance"], n)
         report[f"hand_to_goal/chosen@{n}"] = round(chosen, 4)
         report[f"hand_to_goal/average@{n}"] = round(average, 4)
@@ -344,7 +353,8 @@ def print_hand_report(task: str, report: dict[str, Any], candidates: Sequence[in
     print("  hand to goal: expert z {:.4f}, ".format(report["expert_hand_to_goal"]) + ", ".join(
         f"N={n} chosen {report[f'hand_to_goal/chosen@{n}']:.4f} avg {report[f'hand_to_goal/average@{n}']:.4f} "
         f"(gain {report[f'hand_gain@{n}']:.2f})" for n in candidates))
-    for name in ("last_frame", "last_frame_changed_pixels"):
+    print("  best choice (by the true hand-to-goal): " + ", ".join(f"gain@{n} {report[f'hand_gain@{n}/best']:.2f}" for n in candidates))
+    for name in ("last_frame", "last_frame_changed_pixels", "last_frame_blurred"):
         print(f"  distance on {name}: rank corr. {report[f'rank_corr/{name}']:.3f}, " + ", ".join(
             f"gain@{n} {report[f'hand_gain@{n}/{name}']:.2f}" for n in candidates))
 
