@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -295,6 +296,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         raise ConfigError(f"--hand-candidates must be >= 0, got {args.hand_candidates}")
     if 0 < args.goal_probe < GOAL_PROBE_FOLDS:
         raise ConfigError(f"--goal-probe needs at least {GOAL_PROBE_FOLDS} episodes (one fold each), got {args.goal_probe}")
+    if args.task:  # headless rendering, as the other entry points (before metaworld imports mujoco)
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError(f"--threads must be positive, got {args.threads}")
