@@ -240,3 +240,19 @@ def test_first_success_table_reports_each_seeds_first_successful_training_episod
     assert first_success_step(runs_dir / spec.runs[1].relpath) is None
     table = first_success_table(spec, runs_dir)
     assert f"| reach-v2 | {spec.runs[0].label} | 0.2 / – / ? | 2 / 4 |" in table
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "experiments").glob("*.yml")), ids=lambda p: p.name)
+def test_committed_experiments_use_keys_their_algorithms_take(path):
+    """A typo in a committed experiment's params would only fail when its run starts, maybe hours into the queue."""
+    from rl_zoo3.utils import ALGOS
+
+    from sb3_pvdr.zoo import check_hyperparams, register_algorithms
+
+    register_algorithms()
+    spec = load_experiment(path)
+    assert spec.runs
+    for run in spec.runs:
+        check_hyperparams(run.algo, ALGOS[run.algo], {"policy": "MultiInputPolicy", **run.params}, source=run.key)
+    with pytest.raises(ConfigError, match="did you mean lambda_2"):
+        check_hyperparams("pvdr", ALGOS["pvdr"], {"policy": "PVDRPolicy", "lambda2": 0.0})
