@@ -58,6 +58,7 @@ from sb3_pvdr.planning.goal_probe import (
     print_goal_report,
     print_hand_report,
 )
+from sb3_pvdr.planning.planner import PLAN_DISTANCES
 from sb3_pvdr.pretrained import resolve
 from sb3_pvdr.pretrain import PRETRAIN_STATE, check_tokens_match, decode_clip_tokens, fixed_batch, load_tokenizer, tile_frames
 from sb3_pvdr.video import TokenClipDataset
@@ -266,7 +267,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--hand-candidates", type=int, default=16,
                         help="with --goal-probe: prior candidates per window whose last plan frame a hand locator reads "
                              "(where eq. (2)'s candidates put the hand; 0: off)")
-    parser.add_argument("--probe-distance", default="mean", choices=["mean", "last"],
+    parser.add_argument("--probe-distance", default="mean", choices=list(PLAN_DISTANCES),
                         help="eq. (2)'s plan-to-goal distance in the goal probe (PVDR's plan_distance; default mean)")
     parser.add_argument("--probe-steps", type=int, default=60, help="agent steps per goal-probe episode (a window every 6)")
     parser.add_argument("--probe-metric", default="codes", choices=["codes", "pixels"],

@@ -14,6 +14,7 @@ from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
 from sb3_pvdr.planning import (
     Planner,
     PlanningWrapper,
+    blur_frames,
     frame_distance,
     future_counts,
     future_window,
@@ -190,8 +191,27 @@ def test_planner_with_last_frame_distance_picks_by_the_last_frame():
     last = (frames[:, -1] - goal.float() / 255).abs().flatten(1).mean(1)
     torch.testing.assert_close(result.distances, last)
     assert result.index == int(last.argmin()) and torch.equal(result.z_star, z[result.index])
-    with pytest.raises(ConfigError, match="plan distance"):
+    with pytest.raises(ConfigError, match="plan_distance must be one of"):
         Planner(tokenizer, dynamics, distance="first")
+    with pytest.raises(ConfigError, match="needs plan_metric 'pixels'"):
+        Planner(tokenizer, dynamics, metric="codes", distance="last_blurred")
+
+
+def test_last_blurred_distance_ranks_a_near_miss_above_a_far_one():
+    """Two plans whose last frames put a 2 x 2 px "hand" beside the goal's (no pixel in common) or far from it: the
+    plain L1 cannot tell them apart, the distance on 8 x 8 cells (4 x 4 px each at 32 px) can."""
+    frames = torch.zeros(2, 3, 32, 32, 3)
+    frames[0, -1, 0:2, 2:4] = 1.0  # plan 0 ends beside the goal's hand
+    frames[1, -1, 0:2, 20:22] = 1.0  # plan 1 ends far from it
+    frames[1, 0, 0:2, 0:2] = 1.0  # ...but passes the goal early: the last frame is what counts
+    goal = torch.zeros(32, 32, 3, dtype=torch.uint8)
+    goal[0:2, 0:2] = 255
+    last = plan_goal_distance(frames, goal, "last")
+    assert last[0] == pytest.approx(last[1].item())
+    blurred = plan_goal_distance(frames, goal, "last_blurred")
+    assert blurred[0] == pytest.approx(0.0) and blurred[1] > 0
+    assert blur_frames(frames).shape == (2, 3, 8, 8, 3)
+    torch.testing.assert_close(blur_frames(frames)[1, -1, 0, 5], frames[1, -1, :4, 20:24].mean((0, 1)))
 
 
 def _candidates(dynamics, context, n):
@@ -272,6 +292,10 @@ def test_wrapper_with_a_frame_step_model_spaces_context_and_plan_errors_k_steps_
     with pytest.raises(ConfigError, match="replan_every"):
         env.configure(replan_every=7)
     env.configure(plan_distance="last")
+    metric = env.planner.metric
+    with pytest.raises(ConfigError, match="needs plan_metric 'pixels'"):  # the pair is checked before either changes
+        env.configure(plan_metric="codes", plan_distance="last_blurred")
+    assert (env.planner.metric, env.planner.distance) == (metric, "last")
     env.bind_planner(*tiny_models())  # a frame_step 1 model (PVDR's own) into an env built for 2: adopted
     assert (env.frame_step, env.horizon, env.replan_every) == (1, 3, 3)
     assert env.planner.distance == "last"  # binding new models keeps the plan settings

@@ -281,10 +281,13 @@ def test_plan_distance_reaches_the_bound_planners_and_the_goal_term():
     x, y = torch.randint(0, 16, (3, 2, 4, 4)), torch.randint(0, 16, (3, 3, 4, 4))
     goals = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8)
     goal_terms = {}
-    for distance in ("mean", "last"):
-        torch.manual_seed(0)  # the same z ~ P for both
+    for distance in ("mean", "last", "last_blurred"):
+        torch.manual_seed(0)  # the same z ~ P for each
         goal_terms[distance] = prior_loss(dynamics, tokenizer, x, y, goals, 0.8, "pixels", distance)[1]["goal"].item()
     assert goal_terms["mean"] != pytest.approx(goal_terms["last"])
+    assert goal_terms["last_blurred"] < goal_terms["last"]  # pooling random goal pixels averages their noise away
+    with pytest.raises(ConfigError, match="needs plan_metric 'pixels'"):
+        make_model(plan_metric="codes", plan_distance="last_blurred")
 
 
 # ---------------------------------------------------------------------------------------------- save / load

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from sb3_pvdr.common.errors import ConfigError
+from sb3_pvdr.planning.planner import blur_frames
 
 # n - windows, m - context frames, l - plan frames, h w - token grid, d - z channels
 
@@ -189,7 +190,7 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: Sequence[int] = (4, 16),
-                      folds: int = 6, blur: int = 8) -> dict[str, Any]:
+                      folds: int = 6) -> dict[str, Any]:
     """Where do the candidates' plans put the hand, and does eq. (2) pick the one nearest the goal?
 
     A hand locator (ridge on the decoded, 2x pooled pixels of real frames -> hand position; frames go through the
@@ -201,8 +202,8 @@ def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: S
     and the expert's plan with ``hand_gain@N`` = (average - chosen) / (average - expert). The same rank correlation
     and hand gain for other plan-to-goal distances on the last plan frame alone (``last_frame``: whole frame;
     ``last_frame_changed_pixels``: only the pixels where the goal image differs from the current frame by > 0.1;
-    ``last_frame_blurred``: both frames average-pooled ``blur`` x ``blur`` first, so that a hand far from the goal's
-    hand still ranks by how far), and ``hand_gain@N/best``: the gain of choosing by the true hand-to-goal distance,
+    ``last_frame_blurred``: both frames average-pooled to 8 x 8 cells first, PVDR's ``plan_distance="last_blurred"``,
+    so that a hand far from the goal's hand still ranks by how far), and ``hand_gain@N/best``: the gain of choosing by the true hand-to-goal distance,
     the most any plan-to-goal distance can get out of these candidates (below 1 when the candidates' hands do not
     spread as far as the expert's).
     """
@@ -222,9 +223,8 @@ def hand_space_report(data: dict[str, np.ndarray], tokenizer: Any, candidates: S
     corr = [rank_correlation(d, g) for d, g in zip(data["cand_distance"], to_goal)]
     # other plan-to-goal distances, on the candidates' last frames only: whole frame, and only the pixels where the
     # goal image differs from the current frame (where the arm must go and where it is now)
-    blur = min(blur, last.shape[1])
-    blurred_last = _pooled(last, blur).reshape(n_win, n_cand, -1)
-    blurred_goal = _pooled(data["goal_image"].astype(np.float32) / 255.0, blur).reshape(n_win, 1, -1)
+    blurred_last = blur_frames(torch.from_numpy(last)).reshape(n_win, n_cand, -1).numpy()
+    blurred_goal = blur_frames(torch.from_numpy(data["goal_image"]).float() / 255.0).reshape(n_win, 1, -1).numpy()
     last = last.reshape(n_win, n_cand, -1)
     goal_px = data["goal_image"].reshape(n_win, 1, -1).astype(np.float32) / 255.0
     now_px = _decoded(tokenizer, data["context"][:, -1]).reshape(n_win, 1, -1)

@@ -10,7 +10,11 @@ there (the last-frame distance cannot tell them apart), and averaging l frames i
 single decoded frame. ``distance="last"`` (PVDR's ``plan_distance``) compares the last plan frame only: with the
 shipped model it ranks candidates by where their plan's hand ends far better (``evaluate_dynamics --goal-probe
 --hand-candidates``: Spearman 0.51 vs 0.24 with the hand's distance to the goal on reach), since the early plan
-frames differ little between candidates and dilute the difference.
+frames differ little between candidates and dilute the difference. ``distance="last_blurred"`` compares the last plan
+frame and the goal both average-pooled to an 8 x 8 grid of cells (8 x 8 pixels at 64 px; pixels metric only): a
+hand that ends far from the goal's hand still ranks by how far, where the plain L1 saturates once the two hands no
+longer overlap (goal probe, frame-step-3 model, prior temperature 3: Spearman 0.71 vs 0.56 with the hand's distance
+to the goal, and 0.42 vs 0.37 of the best choice's gain at N = 16; results/frame_step3/README.md).
 
 Two spaces for that distance (``metric``), used consistently by planning (eq. (2)), the planning-oriented reward
 term (eq. (6)) and the goal term of the prior loss (eq. (4)):
@@ -32,7 +36,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 import torch
-from einops import rearrange
+from einops import rearrange, reduce
 from torch import Tensor, nn
 
 from sb3_pvdr.common.errors import CheckpointError, ConfigError
@@ -44,7 +48,8 @@ from sb3_pvdr.tokenizer.model import VQTokenizer
 
 PathOrModule = Union[str, os.PathLike, nn.Module]
 PLAN_METRICS = ("pixels", "codes")
-PLAN_DISTANCES = ("mean", "last")
+PLAN_DISTANCES = ("mean", "last", "last_blurred")
+BLUR_GRID = 8  # "last_blurred": frames average-pooled to a BLUR_GRID x BLUR_GRID grid of cells
 
 
 @dataclass
@@ -65,12 +70,21 @@ class PlanResult:
     index: int
 
 
+def blur_frames(frames: Tensor, grid: int = BLUR_GRID) -> Tensor:
+    """Frames ``(..., H, W, c)`` average-pooled to ``(..., grid, grid, c)`` (H, W multiples of ``grid``; a smaller
+    side is left as it is)."""
+    h, w = frames.shape[-3:-1]
+    a, b = max(1, h // grid), max(1, w // grid)
+    return reduce(frames, "... (h a) (w b) c -> ... h w c", "mean", a=a, b=b)
+
+
 def plan_goal_distance(frames: Tensor, goal: Tensor, reduce: str = "mean") -> Tensor:
     """Mean absolute difference of the plan frames to the goal (see module docstring).
 
     :param frames: plans ``(n, l, ...)``: pixels ``(n, l, H, W, 3)`` in [0, 1] or codes ``(n, l, h, w, d)``
     :param goal: goal ``(...)`` (a uint8 image is scaled to [0, 1]) or one per plan ``(n, ...)``
-    :param reduce: ``"mean"``: averaged over the l frames (eq. (2) read literally); ``"last"``: the last frame only
+    :param reduce: ``"mean"``: averaged over the l frames (eq. (2) read literally); ``"last"``: the last frame only;
+        ``"last_blurred"``: the last frame and the goal pooled by :func:`blur_frames` first
     :return: ``(n,)``
     """
     if reduce not in PLAN_DISTANCES:
@@ -79,9 +93,19 @@ def plan_goal_distance(frames: Tensor, goal: Tensor, reduce: str = "mean") -> Te
         goal = goal.float() / 255.0
     if goal.dim() == frames.dim() - 2:
         goal = goal[None]
-    if reduce == "last":
+    if reduce != "mean":
         frames = frames[:, -1:]
+    if reduce == "last_blurred":
+        frames, goal = blur_frames(frames), blur_frames(goal.to(frames))
     return (frames - goal[:, None].to(frames)).abs().flatten(1).mean(dim=1)
+
+
+def check_plan_distance(metric: str, distance: str) -> None:
+    """:raises ConfigError: an unknown distance, or ``"last_blurred"`` on code grids (8 x 8 tokens: nothing to pool)"""
+    if distance not in PLAN_DISTANCES:
+        raise ConfigError(f"plan_distance must be one of {PLAN_DISTANCES}, got {distance!r}")
+    if distance == "last_blurred" and metric != "pixels":
+        raise ConfigError(f"plan_distance 'last_blurred' pools decoded frames: it needs plan_metric 'pixels', got {metric!r}")
 
 
 def load_planning_models(
@@ -144,16 +168,16 @@ class Planner:
     :param tokenizer: frame tokenizer (decodes plans to pixels)
     :param dynamics: visual dynamics model (prior P and decoder D)
     :param metric: space of the plan-to-goal distance, ``"pixels"`` or ``"codes"`` (module docstring)
-    :param distance: ``"mean"`` over the l plan frames (default, eq. (2) read literally) or the ``"last"`` frame only
-        (ranks candidates by where the hand ends: ``evaluate_dynamics --goal-probe``'s hand-space report)
+    :param distance: ``"mean"`` over the l plan frames (default, eq. (2) read literally), the ``"last"`` frame only
+        (ranks candidates by where the hand ends: ``evaluate_dynamics --goal-probe``'s hand-space report), or the
+        ``"last_blurred"`` one (pixels only; module docstring)
     """
 
     def __init__(self, tokenizer: VQTokenizer, dynamics: VisualDynamicsModel, metric: str = "pixels",
                  distance: str = "mean") -> None:
         if metric not in PLAN_METRICS:
             raise ConfigError(f"plan metric must be one of {PLAN_METRICS}, got {metric!r}")
-        if distance not in PLAN_DISTANCES:
-            raise ConfigError(f"plan distance must be one of {PLAN_DISTANCES}, got {distance!r}")
+        check_plan_distance(metric, distance)
         self.tokenizer = tokenizer
         self.dynamics = dynamics
         self.metric = metric
@@ -235,4 +259,15 @@ class Planner:
         return PlanResult(z[best], tokens[best], frames[best], distances, best)
 
 
-__all__ = ["PLAN_DISTANCES", "PLAN_METRICS", "PlanResult", "Planner", "eval_mode", "load_planning_models", "plan_goal_distance"]
+__all__ = [
+    "BLUR_GRID",
+    "PLAN_DISTANCES",
+    "PLAN_METRICS",
+    "PlanResult",
+    "Planner",
+    "blur_frames",
+    "check_plan_distance",
+    "eval_mode",
+    "load_planning_models",
+    "plan_goal_distance",
+]

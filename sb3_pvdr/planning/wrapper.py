@@ -47,7 +47,7 @@ from gymnasium import spaces
 
 from sb3_pvdr.common.errors import ConfigError
 from sb3_pvdr.common.precision import resolve_bf16
-from sb3_pvdr.planning.planner import PLAN_DISTANCES, PathOrModule, Planner, load_planning_models
+from sb3_pvdr.planning.planner import PathOrModule, Planner, check_plan_distance, load_planning_models
 from sb3_pvdr.planning.relabel import frame_distance
 
 
@@ -74,8 +74,8 @@ class PlanningWrapper(gym.Wrapper):
     :param bf16: plan under bf16 autocast (``True``/``False``, or ``"auto"``: where the hardware has native bf16,
         :mod:`sb3_pvdr.common.precision`); chosen plans match fp32's on nearly every token, about 1.5x faster
         on a CPU with ``avx512_bf16`` (``benchmarks/planning_overhead.py``)
-    :param plan_distance: eq. (2)'s plan-to-goal distance over the ``"mean"`` of the l plan frames or the ``"last"``
-        one (:class:`~sb3_pvdr.planning.Planner`)
+    :param plan_distance: eq. (2)'s plan-to-goal distance over the ``"mean"`` of the l plan frames, the ``"last"``
+        one, or the last one blurred (``"last_blurred"``, pixels only; :class:`~sb3_pvdr.planning.Planner`)
     :param device: device for models loaded from paths (modules passed in keep their device)
     :param seed: seed of the prior-sampling generator (``reset(seed=...)`` re-seeds it)
     """
@@ -183,13 +183,12 @@ class PlanningWrapper(gym.Wrapper):
             self.prior_temperature = float(prior_temperature)
         if bf16 is not None:
             self.bf16 = resolve_bf16(bf16, self.planner.device)
-        if plan_distance is not None:
-            if plan_distance not in PLAN_DISTANCES:
-                raise ConfigError(f"plan_distance must be one of {PLAN_DISTANCES}, got {plan_distance!r}")
-            self.planner.distance = plan_distance
-        if plan_metric is not None:
-            if plan_metric != self.planner.metric:
-                self.planner = Planner(self.planner.tokenizer, self.planner.dynamics, plan_metric, self.planner.distance)
+        if plan_distance is not None or plan_metric is not None:
+            metric, distance = plan_metric or self.planner.metric, plan_distance or self.planner.distance
+            check_plan_distance(metric, distance)  # the pair, before either changes
+            self.planner.distance = distance
+            if metric != self.planner.metric:
+                self.planner = Planner(self.planner.tokenizer, self.planner.dynamics, metric, distance)
                 self._goal = None  # recompute the goal target in the new space
                 self._history.clear()  # plans in the old space cannot be compared with frames in the new one
 

@@ -43,7 +43,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecEnvWrappe
 from sb3_pvdr.common.errors import ConfigError
 from sb3_pvdr.common.precision import bf16_autocast, resolve_bf16
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
-from sb3_pvdr.planning.planner import PLAN_DISTANCES, PLAN_METRICS, PathOrModule, eval_mode, load_planning_models
+from sb3_pvdr.planning.planner import PLAN_METRICS, PathOrModule, check_plan_distance, eval_mode, load_planning_models
 from sb3_pvdr.pvdr.buffer import PVDRRolloutBuffer, PVDRRolloutBufferSamples
 from sb3_pvdr.pvdr.callbacks import DynamicsFineTuneCallback, PlanVideoCallback, RolloutRecorderCallback, run_folder
 from sb3_pvdr.pvdr.interface import ALIGN, FINETUNE
@@ -90,7 +90,8 @@ class PVDR(PPO):
     :param plan_metric: space of the plan distances in eqs. (2), (4), (6): ``"pixels"`` (decoded frames, as in
         A.1) or ``"codes"`` (codebook-embedding grids: no decoding, several times cheaper on a CPU)
     :param plan_distance: plan-to-goal distance of eqs. (2) and (4) over the ``"mean"`` of the l plan frames (eq. (2)
-        read literally) or the ``"last"`` plan frame only
+        read literally), the ``"last"`` plan frame only, or the last one and the goal average-pooled to 8 x 8 cells
+        (``"last_blurred"``, pixels only: ranks plans by how far the hand ends from the goal's)
     :param pretrained: False = ablation "PVDR w/o pre-training": the dynamics model is re-initialised at random
         (same architecture) when the algorithm is created, then fine-tuned online as usual
     :param finetune_rollouts: fine-tuning rollouts (E1) per cycle; 0 disables fine-tuning
@@ -184,8 +185,7 @@ class PVDR(PPO):
         if plan_metric not in PLAN_METRICS:
             raise ConfigError(f"plan_metric must be one of {PLAN_METRICS}, got {plan_metric!r}")
         self.plan_metric = plan_metric
-        if plan_distance not in PLAN_DISTANCES:
-            raise ConfigError(f"plan_distance must be one of {PLAN_DISTANCES}, got {plan_distance!r}")
+        check_plan_distance(plan_metric, plan_distance)
         self.plan_distance = plan_distance
         self.pretrained = bool(pretrained)
         self.finetune_rollouts, self.align_rollouts = int(finetune_rollouts), int(align_rollouts)
