@@ -330,19 +330,21 @@ def main() -> None:
     context = tokenizer.encode(np.repeat(first["observation"][None], dynamics.config.m, axis=0))
     generator = torch.Generator().manual_seed(args.seed)
     print(f"ms per planning call (m={dynamics.config.m}, l={dynamics.config.l}, grid {dynamics.grid_size}, mean of {args.calls} calls):")
-    print(f"  {'N':>4s} {'codes':>10s} {'pixels':>10s} {'codes bf16':>12s} {'pixels bf16':>12s}")
+    # "pixels last": plan_distance last/last_blurred decodes the N last frames, then the chosen plan's l frames
+    columns = [("codes", "mean", False), ("pixels", "mean", False), ("pixels", "last", False), ("codes", "mean", True),
+               ("pixels", "mean", True)]
+    print(f"  {'N':>4s} {'codes':>10s} {'pixels':>10s} {'pixels last':>12s} {'codes bf16':>12s} {'pixels bf16':>12s}")
     for n in args.candidates:
         row = []
-        for use_bf16 in (False, True):
-            for metric in ("codes", "pixels"):
-                planner = Planner(tokenizer, dynamics, metric)
-                goal = planner.frame_target(torch.from_numpy(first["desired_goal"])[None])[0]
-                planner.plan(context, goal, n, generator, bf16=use_bf16)  # warm-up
-                start = time.perf_counter()
-                for _ in range(args.calls):
-                    planner.plan(context, goal, n, generator, bf16=use_bf16)
-                row.append(1000 * (time.perf_counter() - start) / args.calls)
-        print(f"  {n:>4d} {row[0]:>8.1f}ms {row[1]:>8.1f}ms {row[2]:>10.1f}ms {row[3]:>10.1f}ms")
+        for metric, distance, use_bf16 in columns:
+            planner = Planner(tokenizer, dynamics, metric, distance)
+            goal = planner.frame_target(torch.from_numpy(first["desired_goal"])[None])[0]
+            planner.plan(context, goal, n, generator, bf16=use_bf16)  # warm-up
+            start = time.perf_counter()
+            for _ in range(args.calls):
+                planner.plan(context, goal, n, generator, bf16=use_bf16)
+            row.append(1000 * (time.perf_counter() - start) / args.calls)
+        print(f"  {n:>4d} {row[0]:>8.1f}ms {row[1]:>8.1f}ms {row[2]:>10.1f}ms {row[3]:>10.1f}ms {row[4]:>10.1f}ms")
     for env in (probe_env, ppo_env, pvdr_env):
         env.close()
 

@@ -191,6 +191,10 @@ def test_planner_with_last_frame_distance_picks_by_the_last_frame():
     last = (frames[:, -1] - goal.float() / 255).abs().flatten(1).mean(1)
     torch.testing.assert_close(result.distances, last)
     assert result.index == int(last.argmin()) and torch.equal(result.z_star, z[result.index])
+    torch.testing.assert_close(result.frames, frames[result.index])  # the chosen plan's l frames, for eq. (6)
+    blurred = Planner(tokenizer, dynamics, distance="last_blurred").plan(context, goal, 6, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(blurred.distances, plan_goal_distance(frames, goal, "last_blurred"))
+    torch.testing.assert_close(blurred.frames, frames[blurred.index])
     with pytest.raises(ConfigError, match="plan_distance must be one of"):
         Planner(tokenizer, dynamics, distance="first")
     with pytest.raises(ConfigError, match="needs plan_metric 'pixels'"):

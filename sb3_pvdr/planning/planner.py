@@ -250,13 +250,19 @@ class Planner:
                 prior = self.dynamics.prior(x)
                 eps = torch.randn((n_candidates, *self.dynamics.z_shape), generator=generator, device=device)
                 z = prior.mean + temperature * prior.std * eps  # (n, h, w, d): N samples of P(.|x) (tempered)
-            tokens = self.dynamics.generate(x, z, use_cache=True)
-            frames = self.represent(tokens).float()
-        if goal.dtype == torch.uint8:
-            goal = self.frame_target(goal[None].to(device))[0]
-        distances = plan_goal_distance(frames, goal.to(device), self.distance)
-        best = int(distances.argmin())
-        return PlanResult(z[best], tokens[best], frames[best], distances, best)
+            tokens = self.dynamics.generate(x, z, use_cache=True)  # (n, l, h, w)
+            if goal.dtype == torch.uint8:
+                goal = self.frame_target(goal[None].to(device))[0]
+            if self.distance == "mean":
+                frames = self.represent(tokens).float()  # (n, l, ...)
+                distances = plan_goal_distance(frames, goal.to(device), self.distance)
+                best = int(distances.argmin())
+                chosen = frames[best]
+            else:  # the last frames rank the candidates: represent (decode) those, then the chosen plan's l frames
+                distances = plan_goal_distance(self.represent(tokens[:, -1:]).float(), goal.to(device), self.distance)
+                best = int(distances.argmin())
+                chosen = self.represent(tokens[best : best + 1]).float()[0]
+        return PlanResult(z[best], tokens[best], chosen, distances, best)
 
 
 __all__ = [
