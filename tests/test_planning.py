@@ -15,6 +15,7 @@ from sb3_pvdr.planning import (
     Planner,
     PlanningWrapper,
     blur_frames,
+    context_indices,
     frame_distance,
     future_counts,
     future_window,
@@ -199,6 +200,13 @@ def test_planner_with_last_frame_distance_picks_by_the_last_frame():
         Planner(tokenizer, dynamics, distance="first")
     with pytest.raises(ConfigError, match="needs plan_metric 'pixels'"):
         Planner(tokenizer, dynamics, metric="codes", distance="last_blurred")
+
+
+def test_context_indices_step_back_k_frames_and_clamp_to_the_first():
+    assert context_indices(0, 2) == [0, 0]  # only o_0 exists: repeated
+    assert context_indices(7, 2) == [6, 7]
+    assert context_indices(7, 3, step=3) == [1, 4, 7]
+    assert context_indices(4, 3, step=3) == [0, 1, 4]
 
 
 def test_last_blurred_distance_ranks_a_near_miss_above_a_far_one():

@@ -36,6 +36,7 @@ import torch
 
 from sb3_pvdr.common.errors import ConfigError
 from sb3_pvdr.planning.planner import blur_frames
+from sb3_pvdr.planning.relabel import context_indices
 
 # n - windows, m - context frames, l - plan frames, h w - token grid, d - z channels
 
@@ -104,7 +105,7 @@ def collect_goal_windows(
                 if t % stride == 0 and t <= last_start:
                     with torch.inference_mode():
                         # o_{t-(m-1)k}, ..., o_t; o_0 repeated before the start
-                        ctx = tokenizer.encode(np.stack([frames[max(0, t - j * k)] for j in reversed(range(m))]))
+                        ctx = tokenizer.encode(np.stack([frames[i] for i in context_indices(t, m, k)]))
                         oracle = tokenizer.encode(env.unwrapped.expert_future(l * k)[k - 1 :: k])
                     for n in candidates:
                         out[f"plan@{n}"].append(planner.plan(ctx, goal_target, n, generator=gen, temperature=temperature).z_star.numpy())

@@ -44,6 +44,16 @@ import numpy as np
 from sb3_pvdr.common.errors import DataError
 
 
+def context_indices(t: int, m: int, step: int = 1) -> list[int]:
+    """Indices of the m context frames o_{t-(m-1)k}, ..., o_t (k = ``step``), oldest first; frames before the
+    episode's first are o_0 (index 0), as at the start of an episode.
+
+    >>> context_indices(4, m=3, step=3)
+    [0, 1, 4]
+    """
+    return [max(0, t - j * step) for j in reversed(range(m))]
+
+
 def frame_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean absolute pixel difference, pixels scaled to [0, 1] (``||a - b||_1`` normalised by its size).
 
@@ -149,4 +159,4 @@ def pvdr_rewards(rewards: np.ndarray, plan_errors: np.ndarray, dones: np.ndarray
     return (rewards - lambda_3 * planning_term(plan_errors, dones)).astype(np.float32)
 
 
-__all__ = ["frame_distance", "future_counts", "future_window", "planning_term", "pvdr_rewards"]
+__all__ = ["context_indices", "frame_distance", "future_counts", "future_window", "planning_term", "pvdr_rewards"]

@@ -48,7 +48,7 @@ from gymnasium import spaces
 from sb3_pvdr.common.errors import ConfigError
 from sb3_pvdr.common.precision import resolve_bf16
 from sb3_pvdr.planning.planner import PathOrModule, Planner, check_plan_distance, load_planning_models
-from sb3_pvdr.planning.relabel import frame_distance
+from sb3_pvdr.planning.relabel import context_indices, frame_distance
 
 
 class PlanningWrapper(gym.Wrapper):
@@ -269,7 +269,7 @@ class PlanningWrapper(gym.Wrapper):
         """Append o_t's tokens; the context is o_{t-(m-1)k}, ..., o_t (o_0 stands in for frames before it)."""
         self._frames.append(tokens)
         last = len(self._frames) - 1
-        self._context = np.stack([self._frames[max(0, last - j * self.frame_step)] for j in reversed(range(self.m))])
+        self._context = np.stack([self._frames[i] for i in context_indices(last, self.m, self.frame_step)])
 
     def _observation(self) -> dict[str, np.ndarray]:
         return {"context_tokens": self._context.copy(), "z_star": self._plan.z_star.cpu().numpy().astype(np.float32)}
