@@ -27,10 +27,15 @@ from gymnasium import spaces
 # T - steps of an episode, l - plan frames, m - context frames, h w - token grid
 
 
-def episodes(task: str, n: int, steps: int, seed: int, expert: bool, tokenizer: Any, m: int, l: int) -> dict[str, np.ndarray]:  # noqa: E741
-    """Windows (context tokens, future tokens, a_t, mean action of the window) of random-action or expert episodes."""
+def episodes(task: str, n: int, steps: int, seed: int, expert: bool, tokenizer: Any, m: int, l: int, k: int = 1) -> dict[str, np.ndarray]:  # noqa: E741
+    """Windows (context tokens, future tokens, a_t, mean action of the window) of random-action or expert episodes.
+
+    With a model pre-trained on every k-th frame (``frame_step``), the context is o_{t-(m-1)k}, ..., o_t, the
+    future o_{t+k}, ..., o_{t+lk}, and the window's mean action is over the l*k actions a_t, ..., a_{t+lk-1}.
+    """
     from sb3_pvdr.envs import make_metaworld_env
     from sb3_pvdr.envs.goals import get_scripted_policy
+    from sb3_pvdr.planning import context_indices
 
     env = make_metaworld_env(task, image_size=tokenizer.image_size, seed=seed, terminate_on_success=False)
     policy = get_scripted_policy(task)
@@ -48,16 +53,30 @@ def episodes(task: str, n: int, steps: int, seed: int, expert: bool, tokenizer: 
             frames.append(obs["observation"])
             actions.append(action)
         with th.inference_mode():
-            tokens = tokenizer.encode(np.stack(frames)).numpy()  # (T + 1, h, w)
-        tokens = np.concatenate([np.repeat(tokens[:1], m - 1, axis=0), tokens])  # context of o_0 repeats o_0
+            tokens = tokenizer.encode(np.stack(frames)).numpy()  # (T + 1, h, w): o_0, ..., o_T
         acts = np.asarray(actions, dtype=np.float32)
-        for t in range(steps - l + 1):  # o_t is tokens[t + m - 1]
-            out["context"].append(tokens[t : t + m])
-            out["future"].append(tokens[t + m : t + m + l])
+        for t in range(steps - l * k + 1):
+            out["context"].append(tokens[context_indices(t, m, k)])
+            out["future"].append(tokens[t + k : t + l * k + 1 : k])
             out["action"].append(acts[t])
-            out["window_mean"].append(acts[t : t + l].mean(0))
+            out["window_mean"].append(acts[t : t + l * k].mean(0))
     env.close()
-    return {k: np.stack(v) for k, v in out.items()}
+    return {key: np.stack(v) for key, v in out.items()}
+
+
+def ridge_fit(target: str, train: dict[str, np.ndarray], tests: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
+    """The same question for a linear read-out of z alone (standardised ridge, alpha chosen on the training windows):
+    a network fitting below it overfits; a ridge at 0 says z does not carry the target."""
+    from sb3_pvdr.planning.goal_probe import _ridge
+
+    model = _ridge().fit(train["z"].reshape(len(train["z"]), -1), train[target][:, :3])
+    result: dict[str, Any] = {}
+    for name, data in tests.items():
+        pred = th.as_tensor(model.predict(data["z"].reshape(len(data["z"]), -1)), dtype=th.float32)
+        for key in ("action", "window_mean"):
+            result[f"{name}/r2_xyz_{key}"] = round(r2(pred, th.as_tensor(data[key])[:, :3]), 4)
+    print(f"  ridge  {'z only':11s} target {target:11s} {result}", flush=True)
+    return result
 
 
 @th.no_grad()
@@ -138,7 +157,8 @@ def main() -> None:
     parser.add_argument("--archs", default="transformer,cnn")
     parser.add_argument("--inputs", default="z", help="z (context + posterior z, L_act's input), frames (context + real future tokens), or both")
     parser.add_argument("--targets", default="action,window_mean")
-    parser.add_argument("--model", default="metaworld-64")
+    parser.add_argument("--model", default="metaworld-64", help="shipped model (or tokenizer checkpoint with --dynamics)")
+    parser.add_argument("--dynamics", default=None, help="dynamics checkpoint (default: --model's); its frame_step is used")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -149,21 +169,24 @@ def main() -> None:
     from sb3_pvdr.tokenizer import VQTokenizer
 
     tokenizer = VQTokenizer.load(resolve(args.model, "tokenizer")).eval()
-    dynamics = VisualDynamicsModel.load(resolve(args.model, "dynamics")).eval()
-    m, l = dynamics.config.m, dynamics.config.l  # noqa: E741
+    dynamics = VisualDynamicsModel.load(resolve(args.dynamics or args.model, "dynamics")).eval()
+    dynamics.check_tokenizer(tokenizer)
+    m, l, k = dynamics.config.m, dynamics.config.l, dynamics.config.frame_step  # noqa: E741
     t0 = time.perf_counter()
     n, steps = args.episodes, args.steps_per_episode
-    train = episodes(args.task, n, steps, args.seed, False, tokenizer, m, l)
+    train = episodes(args.task, n, steps, args.seed, False, tokenizer, m, l, k)
     tests = {
-        "random": episodes(args.task, max(n // 4, 1), steps, args.seed + 1000, False, tokenizer, m, l),
-        "expert": episodes(args.task, max(n // 4, 1), 40, args.seed + 2000, True, tokenizer, m, l),
+        "random": episodes(args.task, max(n // 4, 1), steps, args.seed + 1000, False, tokenizer, m, l, k),
+        "expert": episodes(args.task, max(n // 4, 1), max(40, l * k + 10), args.seed + 2000, True, tokenizer, m, l, k),
     }
     for data in (train, *tests.values()):
         data["z"] = posterior(dynamics, data)
     print(f"{len(train['z'])} train windows, {len(tests['random']['z'])} / {len(tests['expert']['z'])} random / expert "
           f"test windows in {time.perf_counter() - t0:.0f} s", flush=True)
-    results: dict[str, Any] = {"task": args.task, "model": args.model, "m": m, "l": l, "train_windows": len(train["z"]),
-                               "train_steps": args.train_steps, "fits": {}}
+    results: dict[str, Any] = {"task": args.task, "model": args.model, "dynamics": args.dynamics or args.model, "m": m, "l": l,
+                               "frame_step": k, "train_windows": len(train["z"]), "train_steps": args.train_steps, "fits": {}}
+    for target in args.targets.split(","):
+        results["fits"][f"ridge/{target}"] = ridge_fit(target, train, tests)
     for inputs in args.inputs.split(","):
         for arch in args.archs.split(","):
             for target in args.targets.split(","):

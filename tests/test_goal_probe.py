@@ -74,3 +74,29 @@ def test_a_latent_that_only_names_the_variant_scores_on_repeated_variants_but_no
     by_variant, _ = ridge_probe(names_variant, data["goal"], groups_of(data), folds=4)
     assert by_episode > 0.9 and by_variant < 0.1
     assert groups_of({"episode": data["episode"]}) is data["episode"]
+
+
+def test_act_target_probe_windows_follow_the_models_frame_step():
+    """scripts/act_target_probe.py: with k = 2 the future is every 2nd frame and the window mean spans l * k actions."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from test_planning import tiny_models
+
+    spec = importlib.util.spec_from_file_location("act_target_probe", Path(__file__).parent.parent / "scripts" / "act_target_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    tokenizer, _ = tiny_models()
+    m, l, k, steps = 2, 2, 2, 8  # noqa: E741
+    data = probe.episodes("reach-v2", 1, steps, 0, False, tokenizer, m, l, k)
+    n = steps - l * k + 1
+    assert len(data["action"]) == n and data["future"].shape[1] == l and data["context"].shape[1] == m
+    for t in range(n):
+        assert np.allclose(data["window_mean"][t], data["action"][t : t + l * k].mean(0)) if t + l * k <= n else True
+        if t + k < n:  # o_{t+k}, the first future frame of window t, is the newest context frame of window t + k
+            assert np.array_equal(data["future"][t][0], data["context"][t + k][-1])
+        if t >= k:  # and the context steps back k frames
+            assert np.array_equal(data["context"][t][0], data["context"][t - k][-1])
+    assert np.array_equal(data["context"][0][0], data["context"][0][1])  # o_0 stands in before the start
