@@ -196,17 +196,34 @@ def first_success_step(run_dir: Path) -> Optional[int]:
     return _first_success(training_episodes(run_dir))
 
 
+def scalar_values(run_dir: Path, tag: str) -> list[float]:
+    """Values a run logged to tensorboard under ``tag`` (e.g. ``train/approx_kl``), one per logged step: where
+    a resumed segment logged a step again, its value replaces the earlier one."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    by_step: dict[int, float] = {}
+    for path in sorted((run_dir / "tensorboard").rglob("events.out.tfevents.*"), key=lambda f: f.stat().st_mtime):
+        events = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        events.Reload()
+        if tag in events.Tags().get("scalars", []):
+            by_step.update({int(e.step): float(e.value) for e in events.Scalars(tag)})
+    return [by_step[k] for k in sorted(by_step)]
+
+
 def first_success_table(spec: ExperimentSpec, runs_dir: Path) -> str:
     """Markdown table: per row, the env steps of each seed's first successful training episode (``–``: none within
-    the steps it has run, ``?``: run folder not here) and how many training episodes succeeded of those finished."""
-    lines = ["| env | label | first training success (k steps), per seed | successful / finished training episodes |",
-             "|---|---|---|---|"]
+    the steps it has run, ``?``: run folder not here), how many training episodes succeeded of those finished, and
+    the median ``train/approx_kl`` of the row's policy updates (how far one update moves the policy; SB3's pixel PPO
+    on reach: ~0.03)."""
+    lines = ["| env | label | first training success (k steps), per seed | successful / finished training episodes "
+             "| median approx_kl per update |",
+             "|---|---|---|---|---|"]
     for env in spec.envs:
         for label in spec.labels:
             runs = [r for r in spec.runs if r.label == label and r.env == env]
             if not runs:
                 continue
-            firsts, wins, total = [], 0, 0
+            firsts, wins, total, kls = [], 0, 0, []
             for run in runs:
                 run_dir = runs_dir / run.relpath
                 if not (run_dir / SEGMENTS_FILE).is_file():
@@ -217,7 +234,9 @@ def first_success_table(spec: ExperimentSpec, runs_dir: Path) -> str:
                 firsts.append("–" if first is None else f"{first / 1000:.1f}")
                 wins += sum(1 for _, f in episodes if f == 1.0)
                 total += len(episodes)
-            lines.append(f"| {env} | {label} | {' / '.join(firsts)} | {wins} / {total} |")
+                kls += scalar_values(run_dir, "train/approx_kl")
+            kl = f"{np.median(kls):.3f}" if kls else "–"
+            lines.append(f"| {env} | {label} | {' / '.join(firsts)} | {wins} / {total} | {kl} |")
     return "\n".join(lines) + "\n"
 
 
