@@ -100,8 +100,11 @@ def plan_goal_distance(frames: Tensor, goal: Tensor, reduce: str = "mean") -> Te
     return (frames - goal[:, None].to(frames)).abs().flatten(1).mean(dim=1)
 
 
-def check_plan_distance(metric: str, distance: str) -> None:
-    """:raises ConfigError: an unknown distance, or ``"last_blurred"`` on code grids (8 x 8 tokens: nothing to pool)"""
+def check_plan_settings(metric: str, distance: str) -> None:
+    """:raises ConfigError: an unknown metric or distance, or ``"last_blurred"`` on code grids (8 x 8 tokens: nothing
+    to pool)"""
+    if metric not in PLAN_METRICS:
+        raise ConfigError(f"plan metric must be one of {PLAN_METRICS}, got {metric!r}")
     if distance not in PLAN_DISTANCES:
         raise ConfigError(f"plan_distance must be one of {PLAN_DISTANCES}, got {distance!r}")
     if distance == "last_blurred" and metric != "pixels":
@@ -175,9 +178,7 @@ class Planner:
 
     def __init__(self, tokenizer: VQTokenizer, dynamics: VisualDynamicsModel, metric: str = "pixels",
                  distance: str = "mean") -> None:
-        if metric not in PLAN_METRICS:
-            raise ConfigError(f"plan metric must be one of {PLAN_METRICS}, got {metric!r}")
-        check_plan_distance(metric, distance)
+        check_plan_settings(metric, distance)
         self.tokenizer = tokenizer
         self.dynamics = dynamics
         self.metric = metric
@@ -253,15 +254,11 @@ class Planner:
             tokens = self.dynamics.generate(x, z, use_cache=True)  # (n, l, h, w)
             if goal.dtype == torch.uint8:
                 goal = self.frame_target(goal[None].to(device))[0]
-            if self.distance == "mean":
-                frames = self.represent(tokens).float()  # (n, l, ...)
-                distances = plan_goal_distance(frames, goal.to(device), self.distance)
-                best = int(distances.argmin())
-                chosen = frames[best]
-            else:  # the last frames rank the candidates: represent (decode) those, then the chosen plan's l frames
-                distances = plan_goal_distance(self.represent(tokens[:, -1:]).float(), goal.to(device), self.distance)
-                best = int(distances.argmin())
-                chosen = self.represent(tokens[best : best + 1]).float()[0]
+            # "last"/"last_blurred" rank by the last frames: represent (decode) those, then the chosen plan's l frames
+            ranked = self.represent(tokens if self.distance == "mean" else tokens[:, -1:]).float()  # (n, l or 1, ...)
+            distances = plan_goal_distance(ranked, goal.to(device), self.distance)
+            best = int(distances.argmin())
+            chosen = ranked[best] if self.distance == "mean" else self.represent(tokens[best : best + 1]).float()[0]
         return PlanResult(z[best], tokens[best], chosen, distances, best)
 
 
@@ -272,7 +269,7 @@ __all__ = [
     "PlanResult",
     "Planner",
     "blur_frames",
-    "check_plan_distance",
+    "check_plan_settings",
     "eval_mode",
     "load_planning_models",
     "plan_goal_distance",

@@ -47,7 +47,7 @@ from gymnasium import spaces
 
 from sb3_pvdr.common.errors import ConfigError
 from sb3_pvdr.common.precision import resolve_bf16
-from sb3_pvdr.planning.planner import PathOrModule, Planner, check_plan_distance, load_planning_models
+from sb3_pvdr.planning.planner import PathOrModule, Planner, check_plan_settings, load_planning_models
 from sb3_pvdr.planning.relabel import context_indices, frame_distance
 
 
@@ -185,7 +185,7 @@ class PlanningWrapper(gym.Wrapper):
             self.bf16 = resolve_bf16(bf16, self.planner.device)
         if plan_distance is not None or plan_metric is not None:
             metric, distance = plan_metric or self.planner.metric, plan_distance or self.planner.distance
-            check_plan_distance(metric, distance)  # the pair, before either changes
+            check_plan_settings(metric, distance)  # the pair, before either changes
             self.planner.distance = distance
             if metric != self.planner.metric:
                 self.planner = Planner(self.planner.tokenizer, self.planner.dynamics, metric, distance)

@@ -43,7 +43,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecEnvWrappe
 from sb3_pvdr.common.errors import ConfigError
 from sb3_pvdr.common.precision import bf16_autocast, resolve_bf16
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel
-from sb3_pvdr.planning.planner import PLAN_METRICS, PathOrModule, check_plan_distance, eval_mode, load_planning_models
+from sb3_pvdr.planning.planner import PathOrModule, check_plan_settings, eval_mode, load_planning_models
 from sb3_pvdr.pvdr.buffer import PVDRRolloutBuffer, PVDRRolloutBufferSamples
 from sb3_pvdr.pvdr.callbacks import DynamicsFineTuneCallback, PlanVideoCallback, RolloutRecorderCallback, run_folder
 from sb3_pvdr.pvdr.interface import ALIGN, FINETUNE
@@ -182,10 +182,8 @@ class PVDR(PPO):
         self.n_candidates, self.replan_every, self.random_z = int(n_candidates), int(replan_every), bool(random_z)
         self.oracle_z = bool(oracle_z)
         self.prior_temperature = float(prior_temperature)
-        if plan_metric not in PLAN_METRICS:
-            raise ConfigError(f"plan_metric must be one of {PLAN_METRICS}, got {plan_metric!r}")
+        check_plan_settings(plan_metric, plan_distance)
         self.plan_metric = plan_metric
-        check_plan_distance(plan_metric, plan_distance)
         self.plan_distance = plan_distance
         self.pretrained = bool(pretrained)
         self.finetune_rollouts, self.align_rollouts = int(finetune_rollouts), int(align_rollouts)
