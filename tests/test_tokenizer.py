@@ -285,6 +285,32 @@ def test_psnr_and_code_stats():
     assert usage == 0.5 and abs(perplexity - 2.0) < 1e-5
 
 
+def test_decoder_only_training_keeps_every_token(tmp_path, tiny_config):
+    """--init-from T --train-only decoder: the decoder learns, encoder and codebook (so every token) stay as in T."""
+    data = write_episodes(tmp_path / "data", n_episodes=2)
+    common = ["--data", str(data), "--threads", "1", "--no-progress"]
+    train_cli.main([*common, "--out", str(tmp_path / "base"), "--config", str(tiny_config), "--steps", "3"])
+    base = VQTokenizer.load(tmp_path / "base" / "tokenizer.pt")
+    out = tmp_path / "dec"
+    train_cli.main([*common, "--out", str(out), "--init-from", str(tmp_path / "base" / "tokenizer.pt"),
+                    "--train-only", "decoder", "--steps", "4", "--lr", "0.01"])
+    tuned = VQTokenizer.load(out / "tokenizer.pt")
+    assert tuned.config.train_only == "decoder" and tuned.config.learning_rate == 0.01
+    before, after = base.state_dict(), tuned.state_dict()
+    frozen = [k for k in before if not k.startswith("decoder.")]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # encoder, codebook, EMA buffers
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    frames = random_frames(6)
+    assert torch.equal(base.encode(frames), tuned.encode(frames))
+    # resumable like any run: the same command with --resume continues last.pt
+    metrics = train_cli.main([*common, "--out", str(out), "--init-from", str(tmp_path / "base" / "tokenizer.pt"),
+                              "--train-only", "decoder", "--steps", "6", "--resume"])
+    assert metrics["step"] == 6
+    with pytest.raises(SystemExit) as exc:  # a decoder alone needs a trained codebook to start from
+        train_cli.main([*common, "--out", str(tmp_path / "bad"), "--config", str(tiny_config), "--train-only", "decoder"])
+    assert exc.value.code == 2 and not (tmp_path / "bad").exists()
+
+
 def test_cli_bad_inputs_print_one_line_and_exit_2(tmp_path, capsys, tiny_config):
     cases = [
         (train_cli.main, ["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o1"), "--config", str(tiny_config)], "not found"),

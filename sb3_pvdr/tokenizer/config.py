@@ -77,6 +77,9 @@ class TokenizerConfig:
     :param adam_betas: Adam betas
     :param warmup_steps: linear learning-rate warm-up steps
     :param min_lr_ratio: the learning rate decays with a cosine to ``learning_rate * min_lr_ratio`` at ``steps``
+    :param train_only: ``None`` trains the whole tokenizer; ``"decoder"`` trains only the decoder (with
+        ``--init-from``): the encoder and the codebook stay frozen, so every frame keeps its tokens and the token
+        datasets and dynamics models built on them stay valid while the reconstructions get sharper
     :param batch_size: frames per training step
     :param steps: total training steps
     :param log_every: steps between scalar logs
@@ -115,6 +118,7 @@ class TokenizerConfig:
     adam_betas: tuple[float, float] = (0.5, 0.9)
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05
+    train_only: Optional[str] = None
     batch_size: int = 16
     steps: int = 1500
     log_every: int = 25
@@ -158,6 +162,8 @@ class TokenizerConfig:
             raise ConfigError(f"patch_size={self.patch_size} must be a power of 2 and at most the downsampling factor {self.downsample_factor}")
         if not 2 <= self.codebook_size <= 65536:
             raise ConfigError(f"codebook_size={self.codebook_size} must be in [2, 65536] (tokens are stored as uint16)")
+        if self.train_only not in TRAIN_ONLY:
+            raise ConfigError(f"train_only={self.train_only!r} must be one of {TRAIN_ONLY} (None: the whole tokenizer)")
         if self.perceptual_weight < 0:
             raise ConfigError(f"perceptual_weight={self.perceptual_weight} must be >= 0 (0: no perceptual loss)")
         for name in ("channels", "z_channels", "code_dim", "num_res_blocks", "batch_size", "steps"):
@@ -221,6 +227,8 @@ class TokenizerConfig:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
 
+
+TRAIN_ONLY = (None, "decoder")
 
 PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {},

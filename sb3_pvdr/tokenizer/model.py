@@ -224,16 +224,27 @@ class VQTokenizer(nn.Module):
         return next(self.parameters()).device
 
     # ------------------------------------------------------------------ training forward
-    def forward(self, images: Tensor) -> VQOutput:
+    def forward(self, images: Tensor, update_codes: bool = True) -> VQOutput:
         """Training forward pass.
 
         :param images: float ``(b, 3, H, W)`` in [0, 1]
+        :param update_codes: ``False`` runs the encoder and the quantizer without gradients and without codebook
+            EMA / dead-code updates (decoder-only training: every frame keeps its tokens)
         :return: ``VQOutput(recon (b, 3, H, W) unclamped, indices (b, h, w), commit_loss)``
         """
-        z = self.encoder(images * 2.0 - 1.0)
-        height, width = z.shape[-2:]
-        z = rearrange(z, "b d h w -> b (h w) d")
-        quantized, indices, commit_loss = self.quantizer(z)
+        if update_codes:
+            z = self.encoder(images * 2.0 - 1.0)
+            height, width = z.shape[-2:]
+            quantized, indices, commit_loss = self.quantizer(rearrange(z, "b d h w -> b (h w) d"))
+        else:
+            was_training = self.quantizer.training
+            self.quantizer.eval()
+            with torch.no_grad():
+                z = self.encoder(images * 2.0 - 1.0)
+                height, width = z.shape[-2:]
+                quantized, indices, _ = self.quantizer(rearrange(z, "b d h w -> b (h w) d"))
+            self.quantizer.train(was_training)
+            commit_loss = quantized.new_zeros(())
         quantized = rearrange(quantized, "b (h w) d -> b d h w", h=height, w=width)
         recon = (self.decoder(quantized) + 1.0) / 2.0
         indices = rearrange(indices, "b (h w) -> b h w", h=height, w=width)

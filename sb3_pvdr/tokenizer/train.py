@@ -1,7 +1,11 @@
 """Train the VQ frame tokenizer on the frames of a video dataset.
 
     python -m sb3_pvdr.tokenizer.train --data DIR --out DIR [--config cpu|paper|FILE.yml] [--steps N]
-        [--batch-size B] [--val-data DIR] [--resume] [--device auto] [--threads T]
+        [--batch-size B] [--lr LR] [--val-data DIR] [--resume] [--device auto] [--threads T]
+        [--init-from tokenizer.pt [--train-only decoder]]
+
+``--init-from T --train-only decoder`` sharpens a trained tokenizer's reconstructions without changing a single
+token (encoder and codebook frozen): token datasets and dynamics models made with ``T`` stay valid.
 
 Writes into ``--out``: ``tokenizer.pt`` (the model, for users: ``VQTokenizer.load``), ``last.pt``
 (training state: model, optimizer(s), step, RNG, for ``--resume``), ``config.yml``, ``args.yml``,
@@ -33,6 +37,7 @@ from tqdm import tqdm
 from sb3_pvdr.common.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from sb3_pvdr.common.errors import CheckpointError, ConfigError, DataError, cli_entry
 from sb3_pvdr.common.utils import get_device
+from sb3_pvdr.pretrained import resolve as resolve_pretrained
 from sb3_pvdr.tokenizer.config import TokenizerConfig
 from sb3_pvdr.tokenizer.evaluate import code_stats, evaluate, recon_grid
 from sb3_pvdr.tokenizer.frames import load_frames
@@ -54,6 +59,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--config", default="cpu", help="profile name (cpu, paper) or a yaml file of TokenizerConfig keys")
     parser.add_argument("--steps", type=int, default=None, help="total training steps (overrides the config)")
     parser.add_argument("--batch-size", type=int, default=None, help="frames per step (overrides the config)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (overrides the config)")
+    parser.add_argument("--init-from", default=None,
+                        help="start a new run from this tokenizer.pt or shipped name (its model config; --steps/--batch-size/--lr/--train-only "
+                             "override the training keys); ignored by --resume, which continues OUT/last.pt")
+    parser.add_argument("--train-only", default=None, choices=["decoder"],
+                        help="train only this part (decoder: encoder and codebook frozen, tokens unchanged; needs --init-from)")
     parser.add_argument("--val-data", default=None, help="held-out folder for the PSNR / codebook-usage evaluation")
     parser.add_argument("--val-frames", type=int, default=1024, help="held-out frames evaluated (random, fixed)")
     parser.add_argument("--frame-step", type=int, default=1, help="keep every n-th frame of each training episode")
@@ -64,7 +75,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     args = parser.parse_args(argv)
-    for name in ("steps", "batch_size", "val_frames", "frame_step", "max_frames", "threads"):
+    if args.train_only is not None and args.init_from is None:
+        raise ConfigError("--train-only decoder needs --init-from TOKENIZER.pt (a decoder alone on an untrained codebook learns nothing useful)")
+    for name in ("steps", "batch_size", "lr", "val_frames", "frame_step", "max_frames", "threads"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
@@ -98,7 +111,8 @@ def build_state(config: TokenizerConfig, device: torch.device, seed: int) -> Tra
     torch.manual_seed(seed)
     model = VQTokenizer(config).to(device, memory_format=torch.channels_last).train()
     loss_fn = TokenizerLoss(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=config.adam_betas)
+    trained = model.decoder if config.train_only == "decoder" else model
+    optimizer = torch.optim.Adam(trained.parameters(), lr=config.learning_rate, betas=config.adam_betas)
     disc_optimizer = None
     if loss_fn.discriminator is not None:
         disc_optimizer = torch.optim.Adam(loss_fn.discriminator.parameters(), lr=config.learning_rate, betas=config.adam_betas)
@@ -150,7 +164,7 @@ def train_step(state: TrainState, images: Tensor) -> dict[str, float]:
         if opt is not None:
             for group in opt.param_groups:
                 group["lr"] = lr
-    out = model(images)
+    out = model(images, update_codes=model.config.train_only is None)
     total, breakdown = loss_fn(images, out, step, model.decoder.last_layer)
     state.optimizer.zero_grad(set_to_none=True)
     total.backward()
@@ -194,10 +208,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     else:
         if last_path.exists():
             raise DataError(f"{out} already holds a training run (last.pt); pass --resume or choose another --out")
-        config = TokenizerConfig.resolve(args.config)
-        overrides = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size)) if v is not None}
+        init = VQTokenizer.load(resolve_pretrained(args.init_from, "tokenizer")) if args.init_from is not None else None
+        config = init.config if init is not None else TokenizerConfig.resolve(args.config)
+        overrides = {
+            k: v
+            for k, v in (("steps", args.steps), ("batch_size", args.batch_size), ("learning_rate", args.lr), ("train_only", args.train_only))
+            if v is not None
+        }
         config = config.replace(**overrides)
         state = build_state(config, device, args.seed)
+        if init is not None:
+            state.model.load_state_dict(init.state_dict())
 
     # frames in memory (uint8); the held-out frames are a fixed random subset of --val-data
     frames = load_frames(args.data, config.image_size, frame_step=args.frame_step, max_frames=args.max_frames, seed=args.seed)
