@@ -311,6 +311,14 @@ def test_decoder_only_training_keeps_every_token(tmp_path, tiny_config):
     assert exc.value.code == 2 and not (tmp_path / "bad").exists()
 
 
+def test_tokenize_and_evaluate_accept_a_shipped_name(tmp_path):
+    data = write_episodes(tmp_path / "data", n_episodes=1, length=3)  # 16 px frames, resized to the model's 64
+    meta = tokenize_cli.main(["--tokenizer", "metaworld-64", "--data", str(data), "--out", str(tmp_path / "tokens"), "--no-progress"])
+    assert meta["tokenizer"].endswith("metaworld-64/tokenizer.pt") and meta["codebook_size"] == 256
+    metrics = evaluate_cli.main(["--tokenizer", "metaworld-64", "--data", str(data)])
+    assert metrics["frames"] == 3 and metrics["psnr"] > 0
+
+
 def test_cli_bad_inputs_print_one_line_and_exit_2(tmp_path, capsys, tiny_config):
     cases = [
         (train_cli.main, ["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o1"), "--config", str(tiny_config)], "not found"),

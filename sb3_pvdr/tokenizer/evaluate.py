@@ -21,6 +21,7 @@ from torch import Tensor
 from sb3_pvdr.common.errors import ConfigError, cli_entry
 from sb3_pvdr.common.utils import get_device
 from sb3_pvdr.tokenizer.frames import load_frames
+from sb3_pvdr.pretrained import resolve as resolve_pretrained
 from sb3_pvdr.tokenizer.model import VQTokenizer
 
 
@@ -72,7 +73,7 @@ def recon_grid(model: VQTokenizer, frames: np.ndarray, n: int = 8) -> np.ndarray
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sb3_pvdr.tokenizer.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--tokenizer", required=True, help="tokenizer checkpoint (tokenizer.pt)")
+    parser.add_argument("--tokenizer", required=True, help="tokenizer checkpoint (tokenizer.pt) or shipped name (metaworld-64)")
     parser.add_argument("--data", required=True, help="held-out folder (or file) of videos / .npz episodes")
     parser.add_argument("--max-frames", type=int, default=None, help="evaluate a random subset of this many frames")
     parser.add_argument("--png", default=None, help="write originals (top) over reconstructions (bottom) to this PNG")
@@ -91,7 +92,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    model = VQTokenizer.load(args.tokenizer, map_location=get_device(args.device))
+    model = VQTokenizer.load(resolve_pretrained(args.tokenizer, "tokenizer"), map_location=get_device(args.device))
     frames = load_frames(args.data, model.image_size, max_frames=args.max_frames)
     metrics: dict[str, Any] = {"tokenizer": str(args.tokenizer), "data": str(args.data), **evaluate(model, frames)}
     if args.png is not None:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from sb3_pvdr.common.errors import ConfigError, DataError, cli_entry
 from sb3_pvdr.common.utils import get_device
+from sb3_pvdr.pretrained import resolve as resolve_pretrained
 from sb3_pvdr.tokenizer.model import VQTokenizer
 from sb3_pvdr.video import VideoClipDataset, write_token_folder
 
@@ -43,7 +44,7 @@ def encode_episodes(tokenizer: VQTokenizer, dataset: VideoClipDataset, batch_siz
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sb3_pvdr.tokenizer.tokenize", description=__doc__.split("\n")[0])
-    parser.add_argument("--tokenizer", required=True, help="tokenizer checkpoint (OUT/tokenizer.pt of the training CLI)")
+    parser.add_argument("--tokenizer", required=True, help="tokenizer checkpoint (OUT/tokenizer.pt of the training CLI) or shipped name (metaworld-64)")
     parser.add_argument("--data", required=True, help="folder (or file) of videos / .npz episodes")
     parser.add_argument("--out", required=True, help="token folder to write")
     parser.add_argument("--batch-size", type=int, default=256, help="frames encoded at a time")
@@ -64,7 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    tokenizer_path = Path(args.tokenizer).expanduser()
+    tokenizer_path = Path(resolve_pretrained(args.tokenizer, "tokenizer"))
     tokenizer = VQTokenizer.load(tokenizer_path, map_location=get_device(args.device))
     data = Path(args.data).expanduser()
     if not data.exists():
