@@ -106,3 +106,20 @@ def test_enjoy_and_record_errors_are_one_line(tmp_path):
     assert "train one with: python train.py --algo pvdr" in missing.stderr
     with pytest.raises(SystemExit):
         record_agent.main(["--algo", "ppo", "-f", str(tmp_path), "--out", str(tmp_path / "x.avi")])
+
+
+def test_policy_probe_plays_the_mean_and_sampled_actions_on_the_same_variants(runs, tmp_path):
+    """scripts/policy_probe.py: both modes play the run's env; the hand starts equally far from the goal in both."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("policy_probe", ROOT / "scripts" / "policy_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    out = tmp_path / "probe.json"
+    result = probe.main(["--algo", "pvdr", "-f", str(runs), "--episodes", "2", "--json", str(out)])
+    det, sto = result["deterministic"], result["stochastic"]
+    assert det["episode_length"] == sto["episode_length"] == EPISODE  # variant 0, no success in 32 steps of training
+    assert det["hand_goal_start"] == pytest.approx(sto["hand_goal_start"]) and det["hand_goal_start"] > 0
+    assert 0.0 <= det["mean_action_abs"] <= 1.0 and det["hand_goal_end"] != det["hand_goal_start"]
+    assert json.loads(out.read_text())["stochastic"] == sto

@@ -1,0 +1,82 @@
+"""How much of a trained run's success is its policy's mean, and how much its exploration noise?
+
+SB3's evaluation (and the experiment runner's "success" column) runs the deterministic policy, the Gaussian's mean;
+training episodes sample around it with the policy's std (~1.0 in every reach run, per axis, on actions in [-1, 1]).
+A policy whose mean barely moves the arm succeeds in training by its noise and fails in evaluation. This probe loads
+a ``train.py`` run (as ``enjoy.py`` does: the run's env, wrapper and, for PVDR, its fine-tuned planning models) and
+plays the same variants with the mean action and with sampled actions, reporting per mode: success rate, episode
+length, the mean |mean action| over x, y, z (clipped to [-1, 1]), and the hand's distance to the goal at the start and
+at the end of the episode (metaworld's ``tcp_center`` and ``_target_pos``).
+
+    MUJOCO_GL=egl python scripts/policy_probe.py --algo pvdr -f results/reach/runs/pvdr-oracle/reach-v2/seed1 \
+        --episodes 8 --json probe.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch as th
+
+
+def play(model: Any, env: Any, episodes: int, deterministic: bool) -> dict[str, float]:
+    """Play ``episodes`` episodes of a one-env VecEnv; mean figures over them."""
+    metaworld_env = env.envs[0].unwrapped
+    rows = []
+    for _ in range(episodes):
+        obs = env.reset()
+        inner = metaworld_env._mw_env  # the simulator of this episode (after reset)
+        start, goal = inner.tcp_center.copy(), np.asarray(inner._target_pos, dtype=np.float64).copy()
+        end, done, steps, success, magnitudes = start, False, 0, False, []
+        while not done:
+            with th.no_grad():
+                obs_tensor, _ = model.policy.obs_to_tensor(obs)
+                mean = model.policy.get_distribution(obs_tensor).distribution.mean.cpu().numpy()[0]
+            magnitudes.append(np.abs(np.clip(mean[:3], -1.0, 1.0)).mean())
+            action, _ = model.predict(obs, deterministic=deterministic)
+            obs, _, dones, infos = env.step(action)
+            steps, done = steps + 1, bool(dones[0])
+            success = success or bool(infos[0].get("is_success", False))
+            if not done:  # a done VecEnv has already reset the simulator
+                end = inner.tcp_center.copy()
+        rows.append((success, steps, np.mean(magnitudes), np.linalg.norm(goal - start), np.linalg.norm(goal - end)))
+    table = np.asarray(rows, dtype=np.float64)
+    keys = ("success", "episode_length", "mean_action_abs", "hand_goal_start", "hand_goal_end")
+    return {key: round(float(value), 4) for key, value in zip(keys, table.mean(axis=0))}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--algo", default="pvdr", help="ppo, ppo_tokens or pvdr")
+    parser.add_argument("--env", default="reach-v2")
+    parser.add_argument("-f", "--folder", required=True, help="the run's train.py -f folder")
+    parser.add_argument("--episodes", type=int, default=8, help="episodes per mode (the same variants in both)")
+    parser.add_argument("--seed", type=int, default=123, help="env seed (variants)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    if args.episodes <= 0:
+        parser.error("--episodes must be positive")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    th.set_num_threads(args.threads)
+    from sb3_pvdr.enjoy import load_run
+
+    result: dict[str, Any] = {"run": args.folder, "algo": args.algo, "env": args.env, "episodes": args.episodes}
+    for deterministic in (True, False):
+        model, env, path = load_run(args.algo, args.env, folder=args.folder, seed=args.seed)  # same variants per mode
+        result["model"] = path
+        result["deterministic" if deterministic else "stochastic"] = play(model, env, args.episodes, deterministic)
+        env.close()
+    print(json.dumps(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
