@@ -239,7 +239,7 @@ def test_first_success_table_reports_each_seeds_first_successful_training_episod
     assert first_success_step(runs_dir / spec.runs[0].relpath) == 200
     assert first_success_step(runs_dir / spec.runs[1].relpath) is None
     table = first_success_table(spec, runs_dir)
-    assert f"| reach-v2 | {spec.runs[0].label} | 0.2 / – / ? | 2 / 4 | – |" in table  # nothing logged to tensorboard
+    assert f"| reach-v2 | {spec.runs[0].label} | 0.2 / – / ? | 2 / 4 | – | – / – / ? |" in table  # nothing logged to tensorboard
     # the median of the policy updates' approx_kl over the row's seeds; a resumed segment's re-logged step replaces
     from torch.utils.tensorboard import SummaryWriter
 
@@ -248,10 +248,12 @@ def test_first_success_table_reports_each_seeds_first_successful_training_episod
             writer = SummaryWriter(str(runs_dir / spec.runs[seed].relpath / "tensorboard" / "reach-v2" / f"PPO_{i + 1}"))
             for step, value in enumerate(values, start=2 if i else 0):  # segment 2 re-logs step 2 (0.9 -> 0.3)
                 writer.add_scalar("train/approx_kl", value, step)
+                writer.add_scalar("train/std", 1.0 - value, step)
             writer.close()
             time.sleep(0.01)  # files in the order they were written
     table = first_success_table(spec, runs_dir)
-    assert f"| reach-v2 | {spec.runs[0].label} | 0.2 / – / ? | 2 / 4 | 0.250 |" in table  # median of 0.1, 0.2, 0.3, 0.4
+    # median of 0.1, 0.2, 0.3, 0.4; the std each seed logged last (seed 0: step 2 re-logged by segment 2 -> 1 - 0.3)
+    assert f"| reach-v2 | {spec.runs[0].label} | 0.2 / – / ? | 2 / 4 | 0.250 | 0.70 / 0.60 / ? |" in table
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "experiments").glob("*.yml")), ids=lambda p: p.name)

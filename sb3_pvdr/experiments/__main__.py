@@ -86,8 +86,8 @@ def write_results(spec: ExperimentSpec, results_dir: Path) -> str:
     table = (success_table(spec, rows) + "\nSuccess rate (%) of the training episodes that ended since the previous "
              "evaluation (stochastic policy; finer-grained than a few deterministic evaluation episodes):\n\n"
              + success_table(spec, rows, key="train_success_rate")
-             + "\nFirst successful training episode of each seed, all training successes, and the median approx_kl of the "
-             "policy updates (run directories on this machine):\n\n"
+             + "\nFirst successful training episode of each seed, all training successes, the median approx_kl of the "
+             "policy updates and the policy's last action std (run directories on this machine):\n\n"
              + first_success_table(spec, results_dir / "runs"))
     (results_dir / "table.md").write_text(table)
     (results_dir / "experiment.yml").write_text(spec.source)

@@ -214,20 +214,22 @@ def first_success_table(spec: ExperimentSpec, runs_dir: Path) -> str:
     """Markdown table: per row, the env steps of each seed's first successful training episode (``–``: none within
     the steps it has run, ``?``: run folder not here), how many training episodes succeeded of those finished, and
     the median ``train/approx_kl`` of the row's policy updates (how far one update moves the policy; SB3's pixel PPO
-    on reach: ~0.03)."""
+    on reach: ~0.03) and the policy's action std at each seed's last update (``train/std``: how much of a training
+    episode is exploration noise around the mean action that evaluation runs)."""
     lines = ["| env | label | first training success (k steps), per seed | successful / finished training episodes "
-             "| median approx_kl per update |",
-             "|---|---|---|---|---|"]
+             "| median approx_kl per update | last policy std, per seed |",
+             "|---|---|---|---|---|---|"]
     for env in spec.envs:
         for label in spec.labels:
             runs = [r for r in spec.runs if r.label == label and r.env == env]
             if not runs:
                 continue
-            firsts, wins, total, kls = [], 0, 0, []
+            firsts, wins, total, kls, stds = [], 0, 0, [], []
             for run in runs:
                 run_dir = runs_dir / run.relpath
                 if not (run_dir / SEGMENTS_FILE).is_file():
                     firsts.append("?")
+                    stds.append("?")
                     continue
                 episodes = training_episodes(run_dir)
                 first = _first_success(episodes)
@@ -235,8 +237,10 @@ def first_success_table(spec: ExperimentSpec, runs_dir: Path) -> str:
                 wins += sum(1 for _, f in episodes if f == 1.0)
                 total += len(episodes)
                 kls += scalar_values(run_dir, "train/approx_kl")
+                std = scalar_values(run_dir, "train/std")
+                stds.append(f"{std[-1]:.2f}" if std else "–")
             kl = f"{np.median(kls):.3f}" if kls else "–"
-            lines.append(f"| {env} | {label} | {' / '.join(firsts)} | {wins} / {total} | {kl} |")
+            lines.append(f"| {env} | {label} | {' / '.join(firsts)} | {wins} / {total} | {kl} | {' / '.join(stds)} |")
     return "\n".join(lines) + "\n"
 
 
