@@ -100,3 +100,18 @@ def test_act_target_probe_windows_follow_the_models_frame_step():
         if t >= k:  # and the context steps back k frames
             assert np.array_equal(data["context"][t][0], data["context"][t - k][-1])
     assert np.array_equal(data["context"][0][0], data["context"][0][1])  # o_0 stands in before the start
+
+
+def test_reward_probe_pixel_distance_rises_with_the_hands_distance_to_the_goal():
+    """scripts/reward_probe.py on 3 short episodes (random, fixed push, expert): the env's pixel reward tracks the hand."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("reward_probe", Path(__file__).parent.parent / "scripts" / "reward_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    rows = probe.collect(3, steps=30)
+    assert rows.shape == (90, 3) and set(rows[:, 0]) == {0.0, 1.0, 2.0}
+    result = probe.summarise(rows)
+    assert result["spearman_all"] > 0.5 and set(result["per_mode"]) == set(probe.MODES)
+    assert sum(n for n, _ in result["bands"].values()) == 90
