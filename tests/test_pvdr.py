@@ -560,10 +560,17 @@ def test_subprocess_workers_plan_with_the_fine_tuned_weights():
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
     tokenizer, dynamics = tiny_models()
-    env = make_vec_env(lambda: PlanningWrapper(FakeImageGoalEnv(max_steps=10), tokenizer, dynamics, n_candidates=3),
-                       n_envs=2, seed=0, vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # forked workers start with the parent's count
     try:
+        env = make_vec_env(lambda: PlanningWrapper(FakeImageGoalEnv(max_steps=10), tokenizer, dynamics, n_candidates=3),
+                           n_envs=2, seed=0, vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"})
+    finally:
+        torch.set_num_threads(threads)
+    try:
+        assert env.get_attr("torch_threads") == [2, 2]
         model = make_model(env, n_steps=12, finetune_rollouts=1, finetune_lr=1e-2)
+        assert env.get_attr("torch_threads") == [1, 1]  # bound: one thread per worker process
         before = {k: v.clone() for k, v in model.dynamics.state_dict().items()}
         model.learn(24)  # one fine-tuning rollout (the model changes), then it is pushed to the workers
         assert any(not torch.equal(before[k], v) for k, v in model.dynamics.state_dict().items())

@@ -218,6 +218,17 @@ class PlanningWrapper(gym.Wrapper):
             self._generator = torch.Generator(device=self.planner.device).manual_seed(int(self._generator.initial_seed()))
         self.configure(**settings)
 
+    @property
+    def torch_threads(self) -> int:
+        """Torch CPU threads of the process this wrapper runs in."""
+        return torch.get_num_threads()
+
+    def set_torch_threads(self, threads: int) -> None:
+        """Set the torch CPU threads of this wrapper's process (a ``SubprocVecEnv`` worker starts with one per core:
+        several workers and the learner on the same cores then oversubscribe them, 5x slower in
+        ``benchmarks/planning_overhead.py --train-vec-env subproc``)."""
+        torch.set_num_threads(int(threads))
+
     # ------------------------------------------------------------------ helpers
     @torch.inference_mode()  # numpy leaves the wrapper; no autograd bookkeeping per env step
     def _encode(self, frame: np.ndarray) -> np.ndarray:
