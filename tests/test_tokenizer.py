@@ -309,6 +309,11 @@ def test_decoder_only_training_keeps_every_token(tmp_path, tiny_config):
     with pytest.raises(SystemExit) as exc:  # a decoder alone needs a trained codebook to start from
         train_cli.main([*common, "--out", str(tmp_path / "bad"), "--config", str(tiny_config), "--train-only", "decoder"])
     assert exc.value.code == 2 and not (tmp_path / "bad").exists()
+    config = tmp_path / "decoder_only.yml"  # the same through a config file
+    config.write_text(tiny_config.read_text() + "train_only: decoder\n")
+    with pytest.raises(SystemExit) as exc:
+        train_cli.main([*common, "--out", str(tmp_path / "bad"), "--config", str(config)])
+    assert exc.value.code == 2 and not (tmp_path / "bad").exists()
 
 
 def test_tokenize_and_evaluate_accept_a_shipped_name(tmp_path):

@@ -20,8 +20,8 @@ from torch import Tensor
 
 from sb3_pvdr.common.errors import ConfigError, cli_entry
 from sb3_pvdr.common.utils import get_device
-from sb3_pvdr.tokenizer.frames import load_frames
 from sb3_pvdr.pretrained import resolve as resolve_pretrained
+from sb3_pvdr.tokenizer.frames import load_frames
 from sb3_pvdr.tokenizer.model import VQTokenizer
 
 

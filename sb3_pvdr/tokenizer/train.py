@@ -216,6 +216,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             if v is not None
         }
         config = config.replace(**overrides)
+        if config.train_only is not None and init is None:
+            raise ConfigError(f"train_only: {config.train_only} needs --init-from TOKENIZER.pt (a trained codebook to keep)")
         state = build_state(config, device, args.seed)
         if init is not None:
             state.model.load_state_dict(init.state_dict())
