@@ -302,10 +302,7 @@ class PVDR(PPO):
             plan_distance=self.plan_distance,
         )
         if isinstance(env, VecEnv):
-            base = env
-            while isinstance(base, VecEnvWrapper):
-                base = base.venv
-            if isinstance(base, SubprocVecEnv):  # one torch thread per worker: n_envs workers + the learner share the cores
+            if _in_subprocesses(env):  # one torch thread per worker: n_envs workers + the learner share the cores
                 env.env_method("set_torch_threads", 1)
             env.env_method("bind_planner", self.tokenizer, self.dynamics, **settings)
         elif isinstance(env, gym.Env):
