@@ -232,18 +232,14 @@ class VQTokenizer(nn.Module):
             EMA / dead-code updates (decoder-only training: every frame keeps its tokens)
         :return: ``VQOutput(recon (b, 3, H, W) unclamped, indices (b, h, w), commit_loss)``
         """
-        if update_codes:
+        was_training = self.quantizer.training
+        self.quantizer.train(was_training and update_codes)  # eval mode: no codebook EMA / dead-code updates
+        with torch.set_grad_enabled(torch.is_grad_enabled() and update_codes):
             z = self.encoder(images * 2.0 - 1.0)
             height, width = z.shape[-2:]
             quantized, indices, commit_loss = self.quantizer(rearrange(z, "b d h w -> b (h w) d"))
-        else:
-            was_training = self.quantizer.training
-            self.quantizer.eval()
-            with torch.no_grad():
-                z = self.encoder(images * 2.0 - 1.0)
-                height, width = z.shape[-2:]
-                quantized, indices, _ = self.quantizer(rearrange(z, "b d h w -> b (h w) d"))
-            self.quantizer.train(was_training)
+        self.quantizer.train(was_training)
+        if not update_codes:
             commit_loss = quantized.new_zeros(())
         quantized = rearrange(quantized, "b (h w) d -> b d h w", h=height, w=width)
         recon = (self.decoder(quantized) + 1.0) / 2.0

@@ -75,8 +75,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     args = parser.parse_args(argv)
-    if args.train_only is not None and args.init_from is None:
-        raise ConfigError("--train-only decoder needs --init-from TOKENIZER.pt (a decoder alone on an untrained codebook learns nothing useful)")
     for name in ("steps", "batch_size", "lr", "val_frames", "frame_step", "max_frames", "threads"):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -217,7 +215,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         }
         config = config.replace(**overrides)
         if config.train_only is not None and init is None:
-            raise ConfigError(f"train_only: {config.train_only} needs --init-from TOKENIZER.pt (a trained codebook to keep)")
+            raise ConfigError(f"train_only {config.train_only} needs --init-from TOKENIZER.pt (a trained codebook to keep: a decoder "
+                              "alone on an untrained codebook learns nothing useful)")
         state = build_state(config, device, args.seed)
         if init is not None:
             state.model.load_state_dict(init.state_dict())
