@@ -23,6 +23,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch as th
 
+from sb3_pvdr.common.errors import cli_entry
+
 
 def play(model: Any, env: Any, episodes: int, deterministic: bool) -> dict[str, float]:
     """Play ``episodes`` episodes of a one-env VecEnv; mean figures over them."""
@@ -50,6 +52,7 @@ def play(model: Any, env: Any, episodes: int, deterministic: bool) -> dict[str, 
     return {key: round(float(value), 4) for key, value in zip(keys, table.mean(axis=0))}
 
 
+@cli_entry
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--algo", default="pvdr", help="ppo, ppo_tokens or pvdr")
