@@ -113,6 +113,24 @@ def test_st_transformer_cache_matches_full_pass():
         STTransformer(dim=16, depth=1, heads=2, ff_dim=32, window=(2, 2)).new_cache()
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_st_transformer_frames_out_equals_sliced_full_pass(causal):
+    torch.manual_seed(0)
+    st = STTransformer(dim=16, depth=2, heads=2, ff_dim=32, window=(2, 2), causal=causal).eval()
+    x = torch.randn(2, 5, 4, 4, 16)
+    full = st(x)
+    for frames in (slice(0, 1), slice(-1, None), slice(1, 3)):
+        torch.testing.assert_close(st(x, frames_out=frames), full[:, frames], atol=1e-5, rtol=0)
+    if causal:  # with a cache, every new frame's keys/values are kept, whichever frames are returned
+        cache, cache_full = st.new_cache(), st.new_cache()
+        last = st(x[:, :3], cache=cache, frames_out=slice(-1, None))
+        st(x[:, :3], cache=cache_full)
+        torch.testing.assert_close(last, full[:, 2:3], atol=1e-5, rtol=0)
+        torch.testing.assert_close(st(x[:, 3:4], cache=cache), st(x[:, 3:4], cache=cache_full), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="contiguous"):
+        st(x, frames_out=slice(0, 4, 2))
+
+
 # ---------------------------------------------------------------- distributions
 def test_kl_closed_form_matches_monte_carlo():
     torch.manual_seed(0)

@@ -101,7 +101,7 @@ class LatentEncoder(nn.Module):
         """:param frames: tokens ``(b, t, h, w)`` :return: ``(b, h, w, dim)``"""
         tokens = self.embed(frames)
         query = repeat(self.query, "h w d -> b 1 h w d", b=frames.shape[0]).to(tokens.dtype)
-        hidden = self.transformer(self.pos(torch.cat((query, tokens), dim=1)))
+        hidden = self.transformer(self.pos(torch.cat((query, tokens), dim=1)), frames_out=slice(0, 1))
         return hidden[:, 0]
 
 
@@ -267,7 +267,7 @@ class VisualDynamicsModel(nn.Module):
         logits: list[Tensor] = []
         if use_cache:
             cache = dec.transformer.new_cache()
-            hidden = dec.transformer(dec.pos(dec.prefix(x, z)), cache=cache)[:, -1]
+            hidden = dec.transformer(dec.pos(dec.prefix(x, z)), cache=cache, frames_out=slice(-1, None))[:, -1]
             for j in range(l):
                 if j > 0:  # feed the frame generated last: sequence index 1 + m + (j - 1)
                     step = rearrange(dec.embed(frames[-1]), "b h w d -> b 1 h w d")
@@ -278,7 +278,7 @@ class VisualDynamicsModel(nn.Module):
             prefix = dec.prefix(x, z)
             for j in range(l):
                 seq = prefix if j == 0 else torch.cat((prefix, dec.embed(torch.stack(frames, dim=1))), dim=1)
-                hidden = dec.transformer(dec.pos(seq))[:, -1]
+                hidden = dec.transformer(dec.pos(seq), frames_out=slice(-1, None))[:, -1]
                 logits.append(dec.to_logits(hidden))
                 frames.append(logits[-1].argmax(dim=-1))
         tokens = torch.stack(frames, dim=1)

@@ -22,6 +22,11 @@ Design choices:
   attention layer for the frames seen so far. Feeding new frames with the cache gives exactly the
   hidden states the full causal pass would give them: spatial attention and feed-forwards only see
   the new frame, temporal attention sees the cached frames plus the new ones.
+- Output frames (``frames_out``): a caller that reads only some frames' hidden states (E and P read the query
+  frame, generation the last frame) gets them without computing the rest of the last unit: its spatial attention
+  and first feed-forward still run on every frame (they make the temporal keys/values), its temporal attention
+  queries, second feed-forward and the final norm only on the kept frames. Same values as slicing the full
+  output (tested), ~1/6 fewer FLOPs for a two-unit encoder.
 - Positions are not added here: :class:`STPositionalEmbedding` (learned time and space tables) is a
   separate module, so a cached step can be embedded at its absolute frame index.
 """
@@ -91,9 +96,15 @@ class Attention(nn.Module):
         self.to_qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.to_out = nn.Sequential(nn.Linear(dim, dim), nn.Dropout(dropout))
 
-    def forward(self, x: Tensor, mask: Optional[Tensor] = None, past_kv: Optional[KV] = None) -> tuple[Tensor, KV]:
-        """:return: output ``(b, n, d)`` and the keys/values ``(b, e, n_past + n, d/e)`` for caching"""
+    def forward(
+        self, x: Tensor, mask: Optional[Tensor] = None, past_kv: Optional[KV] = None, queries: Optional[slice] = None
+    ) -> tuple[Tensor, KV]:
+        """:param queries: only these positions of ``x`` query (default all); keys/values are always all of ``x``
+        :return: output ``(b, n or n_queries, d)`` and the keys/values ``(b, e, n_past + n, d/e)`` for caching"""
         q, k, v = rearrange(self.to_qkv(self.norm(x)), "b n (three e d) -> three b e n d", three=3, e=self.heads)
+        if queries is not None:
+            q = q[:, :, queries]
+            mask = mask[queries] if mask is not None else None
         if past_kv is not None:
             k = torch.cat((past_kv[0], k), dim=2)
             v = torch.cat((past_kv[1], v), dim=2)
@@ -144,7 +155,11 @@ class TemporalAttention(nn.Module):
         self.causal = causal
         self.attn = Attention(dim, heads, dropout)
 
-    def forward(self, x: Tensor, past_kv: Optional[KV] = None, past_frames: int = 0) -> tuple[Tensor, KV]:
+    def forward(
+        self, x: Tensor, past_kv: Optional[KV] = None, past_frames: int = 0, frames_out: Optional[slice] = None
+    ) -> tuple[Tensor, KV]:
+        """:param frames_out: frames of ``x`` whose output is computed (contiguous slice, default all; every frame
+        still gives keys/values) :return: ``(b, t_out, h, w, d)`` and the layer's keys/values"""
         b, t, h, w, _ = x.shape
         p, q = self.window
         if h % p or w % q:
@@ -153,7 +168,11 @@ class TemporalAttention(nn.Module):
         mask = None
         if self.causal and t > 1:  # a single new frame may see every cached frame and itself
             mask = block_causal_mask(t, p * q, past_frames, device=x.device)
-        out, kv = self.attn(tokens, mask=mask, past_kv=past_kv)
+        queries = None
+        if frames_out is not None:  # tokens are frame-major inside a window: frames [i, j) are one token range
+            kept = range(t)[frames_out]
+            queries = slice(kept.start * p * q, kept.stop * p * q)
+        out, kv = self.attn(tokens, mask=mask, past_kv=past_kv, queries=queries)
         out = rearrange(out, "(b nh nw) (t p q) d -> b t (nh p) (nw q) d", b=b, nh=h // p, p=p, q=q)
         return out, kv
 
@@ -204,25 +223,30 @@ class STTransformer(nn.Module):
             raise ValueError("a frame KV cache only makes sense for a causal STTransformer")
         return FrameKVCache(kv=[None] * self.depth, n_frames=0)
 
-    def forward(self, x: Tensor, cache: Optional[FrameKVCache] = None) -> Tensor:
+    def forward(self, x: Tensor, cache: Optional[FrameKVCache] = None, frames_out: Optional[slice] = None) -> Tensor:
         """:param x: ``(b, t, h, w, d)``; with ``cache``, the frames that follow the cached ones
-        :param cache: frame KV cache (causal only); updated in place with the new frames
-        :return: ``(b, t, h, w, d)``
+        :param cache: frame KV cache (causal only); updated in place with the new frames (all of them)
+        :param frames_out: return only these frames (a contiguous slice, e.g. ``slice(0, 1)`` or ``slice(-1, None)``);
+            equal to ``forward(x)[:, frames_out]``, with less of the last unit computed (module docstring)
+        :return: ``(b, t, h, w, d)``, or ``(b, t_out, h, w, d)`` with ``frames_out``
         """
         if cache is not None and not self.causal:
             raise ValueError("a frame KV cache only makes sense for a causal STTransformer")
-        past_frames = cache.n_frames if cache is not None else 0
+        if frames_out is not None and frames_out.step not in (None, 1):
+            raise ValueError(f"frames_out must be a contiguous slice, got {frames_out}")
+        t, past_frames = x.shape[1], cache.n_frames if cache is not None else 0
         for i, (spatial, ff1, temporal, ff2) in enumerate(self.layers):
+            last = i == self.depth - 1
             x = x + spatial(x)
             x = x + ff1(x)
             past_kv = cache.kv[i] if cache is not None else None
-            out, kv = temporal(x, past_kv=past_kv, past_frames=past_frames)
+            out, kv = temporal(x, past_kv=past_kv, past_frames=past_frames, frames_out=frames_out if last else None)
             if cache is not None:
                 cache.kv[i] = kv
-            x = x + out
+            x = (x[:, frames_out] if last and frames_out is not None else x) + out
             x = x + ff2(x)
         if cache is not None:
-            cache.n_frames += x.shape[1]
+            cache.n_frames += t
         return self.norm(x)
 
 
