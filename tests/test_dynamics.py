@@ -284,6 +284,30 @@ def test_bf16_autocast(model):
     assert tokens.shape == (3, TINY.l, 4, 4)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_bf16_training_attention_matches_sdpa(masked):
+    """Under bf16 autocast with grad on a CPU, Attention uses matmuls + fp32 softmax instead of SDPA: same outputs
+    and gradients as fp32 SDPA up to bf16 rounding."""
+    from sb3_pvdr.dynamics.st_transformer import Attention, block_causal_mask
+
+    torch.manual_seed(0)
+    attn = Attention(dim=32, heads=4).eval()
+    x = torch.randn(3, 8, 32)
+    mask = block_causal_mask(2, 4) if masked else None
+    ref_x = x.clone().requires_grad_(True)
+    ref, _ = attn(ref_x, mask=mask)  # fp32: SDPA
+    ref.square().sum().backward()
+    bf_x = x.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = attn(bf_x, mask=mask)
+        with torch.no_grad():
+            out_sdpa, _ = attn(x, mask=mask)  # forward-only: SDPA in bf16
+    out.float().square().sum().backward()
+    torch.testing.assert_close(out.float(), ref, atol=3e-2, rtol=3e-2)
+    torch.testing.assert_close(out.float(), out_sdpa.float(), atol=3e-2, rtol=3e-2)
+    assert (bf_x.grad - ref_x.grad).norm() < 0.05 * ref_x.grad.norm()
+
+
 # ---------------------------------------------------------------- persistence
 def test_save_load_round_trip(model, tmp_path):
     x, y = clip()
