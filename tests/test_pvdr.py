@@ -208,6 +208,30 @@ def test_reconstruction_loss_matches_the_pretraining_recon_term():
     assert 0 < parts.recon.item() < 10
 
 
+def test_losses_with_precomputed_trunk_features_equal_the_full_losses():
+    """Fine-tuning computes E's frozen trunk once per minibatch for L_rec and L_prior: same losses and gradients."""
+    tokenizer, dynamics = tiny_models()
+    dynamics.eval()
+    x, y = torch.randint(0, 16, (3, 2, 4, 4)), torch.randint(0, 16, (3, 3, 4, 4))
+    goals = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        features = dynamics.posterior_features(x, y)
+    torch.testing.assert_close(dynamics.posterior_from_features(features).mean, dynamics.posterior(x, y).mean)
+    grads = []
+    for shared in (None, features):
+        torch.manual_seed(0)  # same z samples
+        dynamics.zero_grad()
+        loss, _ = reconstruction_loss(dynamics, x, y, 1e-3, shared)
+        loss.backward()
+        grads.append(dynamics.posterior_head.weight.grad.clone())
+        torch.manual_seed(0)
+        prior, _ = prior_loss(dynamics, tokenizer, x, y, goals, 0.8, "codes", "mean", shared)
+        grads.append(prior.detach())
+    torch.testing.assert_close(grads[0], grads[2])
+    torch.testing.assert_close(grads[1], grads[3])
+    assert grads[0].abs().sum() > 0
+
+
 def test_finetuning_rollout_updates_decoder_head_and_prior_but_not_encoder_or_policy():
     model = make_model(finetune_rollouts=1, finetune_lr=1e-3)
     before = {k: v.clone() for k, v in model.dynamics.state_dict().items()}

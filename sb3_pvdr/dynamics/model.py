@@ -218,9 +218,19 @@ class VisualDynamicsModel(nn.Module):
     # ------------------------------------------------------------------ E, P, D
     def posterior(self, x: Tensor, y: Tensor) -> DiagonalGaussian:
         """E(z | x, y). :param x: ``(B, m, h, w)`` :param y: ``(B, l, h, w)`` :return: Gaussian over ``(B, h, w, d_z)``"""
+        return self.posterior_from_features(self.posterior_features(x, y))
+
+    def posterior_features(self, x: Tensor, y: Tensor) -> Tensor:
+        """E's trunk without its head: the query frame's hidden state ``(B, h, w, dim)``. The online stage freezes
+        the trunk (footnote 3), so one trunk pass can serve several head updates (:meth:`posterior_from_features`).
+        :param x: ``(B, m, h, w)`` :param y: ``(B, l, h, w)``"""
         x = self._check_tokens(x, self.config.m, "x")
         y = self._check_tokens(y, self.config.l, "y")
-        mean, logvar = self.posterior_head(self.encoder(torch.cat((x, y), dim=1))).chunk(2, dim=-1)
+        return self.encoder(torch.cat((x, y), dim=1))
+
+    def posterior_from_features(self, features: Tensor) -> DiagonalGaussian:
+        """E's head on :meth:`posterior_features`: Gaussian over ``(B, h, w, d_z)``."""
+        mean, logvar = self.posterior_head(features).chunk(2, dim=-1)
         return DiagonalGaussian(mean, logvar)
 
     def prior(self, x: Tensor) -> DiagonalGaussian:

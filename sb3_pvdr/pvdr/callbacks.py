@@ -44,14 +44,17 @@ from sb3_pvdr.tokenizer.model import VQTokenizer
 AUTO = "auto"  # PlanVideoCallback(save_dir=AUTO): files in the run folder (see PlanVideoCallback)
 
 
-def reconstruction_loss(dynamics: VisualDynamicsModel, x: th.Tensor, y: th.Tensor, lambda_1: float = 1e-3) -> tuple[th.Tensor, LossBreakdown]:
+def reconstruction_loss(
+    dynamics: VisualDynamicsModel, x: th.Tensor, y: th.Tensor, lambda_1: float = 1e-3, features: Optional[th.Tensor] = None
+) -> tuple[th.Tensor, LossBreakdown]:
     """L_rec of eq. (3) (+ ``lambda_1`` * bottleneck KL), see the module docstring.
 
     :param x: context tokens ``(b, m, h, w)``
     :param y: real future tokens ``(b, l, h, w)``
+    :param features: ``dynamics.posterior_features(x, y)`` if already computed (E's frozen trunk)
     :return: loss and ``LossBreakdown(recon, kl_bottleneck, kl_prior=0, accuracy)``
     """
-    q = dynamics.posterior(x, y)
+    q = dynamics.posterior_from_features(dynamics.posterior_features(x, y) if features is None else features)
     logits = dynamics.decode_logits(x, y, q.sample()).float()
     recon = F.cross_entropy(rearrange(logits, "b t h w k -> (b t h w) k"), rearrange(y, "b t h w -> (b t h w)"))
     kl_bottleneck = q.kl().flatten(1).sum(1).mean() / y[0].numel()
@@ -70,6 +73,7 @@ def prior_loss(
     lambda_2: float = 0.8,
     metric: str = "pixels",
     distance: str = "mean",
+    features: Optional[th.Tensor] = None,
 ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
     """L_prior of eq. (4): KL(P || sg[E]) + ``lambda_2`` * goal distance of the plan decoded from z ~ P.
 
@@ -80,11 +84,12 @@ def prior_loss(
     :param metric: space of the goal distance, as the planner's: ``"pixels"`` (softmax probabilities through
         ``tokenizer.decode_soft``) or ``"codes"`` (probability-weighted codebook embeddings vs the goal's codes)
     :param distance: over the ``"mean"`` of the l plan frames or the ``"last"`` one, as the planner's
+    :param features: ``dynamics.posterior_features(x, y)`` if already computed (E's frozen trunk)
     :return: loss and ``{"kl_prior", "goal"}``
     """
     n_tokens = y[0].numel()
     with th.no_grad():
-        q = dynamics.posterior(x, y)
+        q = dynamics.posterior_from_features(dynamics.posterior_features(x, y) if features is None else features)
     p = dynamics.prior(x)
     kl_prior = dynamics.prior_divergence(p, q).flatten(1).sum(1).mean() / n_tokens
     goal = th.zeros((), device=kl_prior.device)
@@ -165,8 +170,9 @@ class DynamicsFineTuneCallback(BaseCallback):
     trained with PPO + L_act). The schedule lives in :attr:`PVDR.rollout_phase`; this callback reads it.
 
     Experience: (x_t, y_t, g) of every step of the rollout with l real future frames. Line 8 runs
-    ``finetune_epochs`` passes of L_rec over it, then line 9 as many passes of L_prior; with
-    ``finetune_batches`` each pass stops after that many minibatches.
+    ``finetune_epochs`` passes of L_rec over it, then line 9 as many passes of L_prior over the same minibatches;
+    with ``finetune_batches`` each pass stops after that many minibatches. E's trunk is frozen (footnote 3), so
+    each minibatch's trunk features are computed once and serve both lines (only ``posterior_head`` moves).
 
     :param verbose: verbosity
     """
@@ -206,35 +212,38 @@ class DynamicsFineTuneCallback(BaseCallback):
                 th.as_tensor(goals[idx], device=device),
             )
 
+        minibatches = [idx for _ in range(model.finetune_epochs)
+                       for idx in _minibatches(len(contexts), model.finetune_batch_size, rng, model.finetune_batches)]
+        features: list[th.Tensor] = []  # E's frozen trunk per minibatch, shared by lines 8 and 9
         was_training = dynamics.training
         dynamics.train()
         try:
             # line 8: E (posterior head only) and D with L_rec
-            for _ in range(model.finetune_epochs):
-                for idx in _minibatches(len(contexts), model.finetune_batch_size, rng, model.finetune_batches):
-                    x, y, _ = batch(idx)
-                    with bf16_autocast(model.use_bf16, device):
-                        loss, parts = reconstruction_loss(dynamics, x, y, model.lambda_1)
-                    model.dynamics_optimizer.zero_grad()
-                    loss.backward(inputs=model.finetuned_parameters("rec"))
-                    th.nn.utils.clip_grad_norm_(model.finetuned_parameters("rec"), model.max_grad_norm)
-                    model.dynamics_optimizer.step()
-                    stats["recon"].append(parts.recon.item())
-                    stats["kl_bottleneck"].append(parts.kl_bottleneck.item())
-                    stats["accuracy"].append(parts.accuracy.item())
+            for idx in minibatches:
+                x, y, _ = batch(idx)
+                with bf16_autocast(model.use_bf16, device):
+                    with th.no_grad():
+                        features.append(dynamics.posterior_features(x, y))
+                    loss, parts = reconstruction_loss(dynamics, x, y, model.lambda_1, features[-1])
+                model.dynamics_optimizer.zero_grad()
+                loss.backward(inputs=model.finetuned_parameters("rec"))
+                th.nn.utils.clip_grad_norm_(model.finetuned_parameters("rec"), model.max_grad_norm)
+                model.dynamics_optimizer.step()
+                stats["recon"].append(parts.recon.item())
+                stats["kl_bottleneck"].append(parts.kl_bottleneck.item())
+                stats["accuracy"].append(parts.accuracy.item())
             # line 9: P with L_prior
-            for _ in range(model.finetune_epochs):
-                for idx in _minibatches(len(contexts), model.finetune_batch_size, rng, model.finetune_batches):
-                    x, y, g = batch(idx)
-                    with bf16_autocast(model.use_bf16, device):
-                        loss, parts = prior_loss(dynamics, tokenizer, x, y, g, model.lambda_2, model.plan_metric,
-                                                   model.plan_distance)
-                    model.prior_optimizer.zero_grad()
-                    loss.backward(inputs=model.finetuned_parameters("prior"))
-                    th.nn.utils.clip_grad_norm_(model.finetuned_parameters("prior"), model.max_grad_norm)
-                    model.prior_optimizer.step()
-                    stats["kl_prior"].append(parts["kl_prior"].item())
-                    stats["goal"].append(parts["goal"].item())
+            for idx, trunk in zip(minibatches, features):
+                x, y, g = batch(idx)
+                with bf16_autocast(model.use_bf16, device):
+                    loss, parts = prior_loss(dynamics, tokenizer, x, y, g, model.lambda_2, model.plan_metric,
+                                             model.plan_distance, trunk)
+                model.prior_optimizer.zero_grad()
+                loss.backward(inputs=model.finetuned_parameters("prior"))
+                th.nn.utils.clip_grad_norm_(model.finetuned_parameters("prior"), model.max_grad_norm)
+                model.prior_optimizer.step()
+                stats["kl_prior"].append(parts["kl_prior"].item())
+                stats["goal"].append(parts["goal"].item())
         finally:
             dynamics.train(was_training)
         return {key: float(np.mean(values)) for key, values in stats.items() if values}
