@@ -23,10 +23,10 @@ Design choices:
   search) for a batch of N candidates at once. With ``use_cache=True`` the prefix [z, x] is run once
   and each new frame only runs its own tokens, reading earlier frames from a frame KV cache of the
   temporal attentions. ``generate`` does not switch off autograd: under grad its logits are
-  differentiable w.r.t. z and the decoder parameters (argmax tokens are not). The documented way to
-  get gradients for a goal loss is teacher forcing on the generated tokens:
-  ``tokens = generate(x, z)`` under ``torch.no_grad()``, then ``decode_logits(x, tokens, z)``, which gives
-  the same logits as ``generate(..., return_logits=True)`` but as one parallel pass.
+  differentiable w.r.t. z and the decoder parameters (argmax tokens are not): the online goal loss
+  (eq. (4)) back-propagates through ``generate(..., return_logits=True)``. Teacher forcing on the generated
+  tokens (``decode_logits(x, tokens, z)``) gives the same logits as one parallel pass, but after a generation
+  it is a second decoder pass (twice the time of back-propagating through the cached generation on a CPU).
 - Loss (eq. (1)), per sample normalised by the number of predicted tokens l*h*w so every term reads
   as nats per future token (this is eq. (1) with sums, divided by a constant, so lambda_1 = 1e-3 keeps
   the paper's balance between reconstruction and bottleneck):
