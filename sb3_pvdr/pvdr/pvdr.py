@@ -375,15 +375,16 @@ class PVDR(PPO):
         buffer = self.rollout_buffer
         futures, mask = buffer.future_tokens()
         contexts = buffer.observations["context_tokens"]
-        flat_x = contexts.reshape(-1, *contexts.shape[2:])
-        flat_y = futures.reshape(-1, *futures.shape[2:])
-        latents = []
+        rows = np.flatnonzero(mask.reshape(-1))  # steps without l real future frames get no target (masked out of L_act)
+        flat_x = contexts.reshape(-1, *contexts.shape[2:])[rows]
+        flat_y = futures.reshape(-1, *futures.shape[2:])[rows]
+        latents = np.zeros((mask.size, *buffer.latents.shape[2:]), dtype=np.float32)
         with eval_mode(self.dynamics), bf16_autocast(self.use_bf16, self.device):
             for start in range(0, len(flat_x), chunk):
                 x = th.as_tensor(flat_x[start : start + chunk], device=self.device)
                 y = th.as_tensor(flat_y[start : start + chunk], device=self.device)
-                latents.append(self.dynamics.posterior(x, y).mode().cpu().numpy())
-        buffer.latents = np.concatenate(latents).reshape(buffer.latents.shape)
+                latents[rows[start : start + chunk]] = self.dynamics.posterior(x, y).mode().cpu().numpy()
+        buffer.latents = latents.reshape(buffer.latents.shape)
         buffer.align_mask = mask
         actions, _ = buffer.future_actions()  # (T, n_envs, l * frame_step, action_dim)
         actions = np.clip(actions, self.action_space.low, self.action_space.high)
