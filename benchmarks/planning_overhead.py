@@ -88,6 +88,9 @@ class Args:
     train_vec_env: str = "dummy"
     """vec env of the model.learn() figures: dummy (one process) or subproc (one process per env: both cores act
     and plan; PVDR pushes its fine-tuned weights to the workers after each fine-tuning rollout)"""
+    train_threads: int = 1
+    """torch threads of the main process for the model.learn() figures, both agents (1 = train.py's default; with
+    --train-vec-env subproc the main process only runs the updates while the workers act, so 2 uses both cores there)"""
     aligner: Optional[str] = None
     """aligner trunk of the PVDR agent, transformer or cnn (default: zoo_configs/pvdr.yml's policy_kwargs)"""
     bf16: Optional[str] = None
@@ -318,11 +321,14 @@ def main() -> None:
         wrapper = lambda env: PlanningWrapper(env, tokenizer, dynamics, seed=args.seed)  # noqa: E731
         if args.train_vec_env not in ("dummy", "subproc"):
             raise ConfigError(f"--train-vec-env must be dummy or subproc, got {args.train_vec_env!r}")
+        torch.set_num_threads(args.train_threads)
         ppo_fps = training_steps_per_second("ppo", args.env, args.train_rollouts, args.seed, vec_env=args.train_vec_env)
         pvdr_fps = training_steps_per_second("pvdr", args.env, args.train_rollouts, args.seed, wrapper=wrapper,
                                              vec_env=args.train_vec_env, policy_kwargs=pvdr_policy_kwargs, bf16=bf16)
+        torch.set_num_threads(args.threads)
         print(f"training env steps/s (model.learn, zoo_configs settings, {args.train_rollouts} rollouts each, "
-              f"{args.train_vec_env} vec env; breakdowns above: in subproc workers' env time is not seen):")
+              f"{args.train_vec_env} vec env, {args.train_threads} torch thread(s) in the main process; breakdowns "
+              "above: in subproc workers' env time is not seen):")
         print(f"  pixel PPO                          {ppo_fps:8.1f}")
         print(f"  {'PVDR':<35s}{pvdr_fps:8.1f}   ratio {pvdr_fps / ppo_fps:.2f}x")
 
