@@ -35,7 +35,7 @@ from stable_baselines3.common.logger import TensorBoardOutputFormat
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from sb3_pvdr.common.precision import bf16_autocast
-from sb3_pvdr.dynamics import LossBreakdown, VisualDynamicsModel
+from sb3_pvdr.dynamics import DiagonalGaussian, LossBreakdown, VisualDynamicsModel
 from sb3_pvdr.planning.planner import eval_mode, plan_goal_distance
 from sb3_pvdr.pvdr.interface import FINETUNE, FineTunedModel
 from sb3_pvdr.tokenizer.model import VQTokenizer
@@ -43,6 +43,11 @@ from sb3_pvdr.tokenizer.model import VQTokenizer
 # b - batch, t - frames (l), h w - token grid, k - codebook size, H W c - pixels
 
 AUTO = "auto"  # PlanVideoCallback(save_dir=AUTO): files in the run folder (see PlanVideoCallback)
+
+
+def _posterior(dynamics: VisualDynamicsModel, x: th.Tensor, y: th.Tensor, features: Optional[th.Tensor]) -> DiagonalGaussian:
+    """E(x, y), from E's trunk ``features`` when the caller already computed them (fine-tuning shares them)."""
+    return dynamics.posterior_from_features(dynamics.posterior_features(x, y) if features is None else features)
 
 
 def reconstruction_loss(
@@ -55,7 +60,7 @@ def reconstruction_loss(
     :param features: ``dynamics.posterior_features(x, y)`` if already computed (E's frozen trunk)
     :return: loss and ``LossBreakdown(recon, kl_bottleneck, kl_prior=0, accuracy)``
     """
-    q = dynamics.posterior_from_features(dynamics.posterior_features(x, y) if features is None else features)
+    q = _posterior(dynamics, x, y, features)
     logits = dynamics.decode_logits(x, y, q.sample()).float()
     recon = F.cross_entropy(rearrange(logits, "b t h w k -> (b t h w) k"), rearrange(y, "b t h w -> (b t h w)"))
     kl_bottleneck = q.kl().flatten(1).sum(1).mean() / y[0].numel()
@@ -90,7 +95,7 @@ def prior_loss(
     """
     n_tokens = y[0].numel()
     with th.no_grad():
-        q = dynamics.posterior_from_features(dynamics.posterior_features(x, y) if features is None else features)
+        q = _posterior(dynamics, x, y, features)
     p = dynamics.prior(x)
     kl_prior = dynamics.prior_divergence(p, q).flatten(1).sum(1).mean() / n_tokens
     goal = th.zeros((), device=kl_prior.device)
