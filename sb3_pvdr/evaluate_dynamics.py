@@ -7,8 +7,8 @@
 Two sources of held-out data, either or both:
 
 - ``--task``: random variants of Meta-World tasks (seeds ``--seed-base`` + i, not used in pre-training). Per
-  variant the context is o_0 and o_1 (reset, one scripted-policy step), the true future the next l frames of
-  metaworld's scripted policy (no noise). Printed per task: accuracy of generated futures with the posterior z,
+  variant the context is o_0 and o_1 (reset, one scripted-policy step; ``--context-start s``: o_s and o_{s+1}),
+  the true future the next l frames of metaworld's scripted policy (no noise). Printed per task: accuracy of generated futures with the posterior z,
   the prior's mean and z = 0, overall and on the tokens that change; **plan diversity** (mean share of tokens in
   which the last frames of two prior candidates differ) next to the real change of the last frame over the same
   horizon; **plan gain** at N = 4 / 16 / 64: (goal distance of the average candidate - of the chosen z*) /
@@ -131,10 +131,11 @@ def evaluate(model: VisualDynamicsModel, x: torch.Tensor, y: torch.Tensor, n_pri
     return result
 
 
-def expert_clip(task: str, seed: int, m: int, l: int, image_size: int, frame_step: int = 1) -> tuple[np.ndarray, np.ndarray]:  # noqa: E741
-    """One held-out variant: context o_0..o_{m-1} and true future o_m..o_{m+l-1} of metaworld's scripted policy
-    (no noise; the context starts at reset; with ``frame_step`` k the frames o_0, o_k, o_2k, ...), and the goal
-    image. :return: ``(frames (m + l, H, W, 3), goal (H, W, 3))``"""
+def expert_clip(task: str, seed: int, m: int, l: int, image_size: int, frame_step: int = 1,  # noqa: E741
+                start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One held-out variant: context o_s..o_{s+m-1} and true future o_{s+m}..o_{s+m+l-1} of metaworld's scripted
+    policy (no noise; the context starts ``start`` = s expert steps after reset; with ``frame_step`` k the frames
+    o_s, o_{s+k}, o_{s+2k}, ...), and the goal image. :return: ``(frames (m + l, H, W, 3), goal (H, W, 3))``"""
     import warnings
 
     from sb3_pvdr.envs import get_scripted_policy, make_metaworld_env
@@ -144,7 +145,7 @@ def expert_clip(task: str, seed: int, m: int, l: int, image_size: int, frame_ste
         policy = get_scripted_policy(task)
         obs, _ = env.reset(seed=seed)
         frames = [obs["observation"]]
-        span = (m + l - 1) * frame_step + 1
+        span = start + (m + l - 1) * frame_step + 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             while len(frames) < span:
@@ -153,15 +154,17 @@ def expert_clip(task: str, seed: int, m: int, l: int, image_size: int, frame_ste
                 frames.append(obs["observation"])
                 if terminated or truncated:  # solved within the clip: hold the last frame
                     frames += [frames[-1]] * (span - len(frames))
-        return np.stack(frames[::frame_step]), obs["desired_goal"]
+        return np.stack(frames[start::frame_step]), obs["desired_goal"]
     finally:
         env.close()
 
 
 @torch.no_grad()
 def evaluate_task(model: VisualDynamicsModel, tokenizer: Any, task: str, variants: int, seed_base: int,
-                  candidates: tuple[int, ...], generator: torch.Generator, temperature: float = 1.0) -> dict[str, Any]:
-    """Accuracy, plan diversity and plan gain on ``variants`` held-out variants of ``task`` (module docstring)."""
+                  candidates: tuple[int, ...], generator: torch.Generator, temperature: float = 1.0,
+                  context_start: int = 0) -> dict[str, Any]:
+    """Accuracy, plan diversity and plan gain on ``variants`` held-out variants of ``task`` (module docstring);
+    ``context_start``: expert steps between reset and the context's first frame."""
     m, l = model.config.m, model.config.l  # noqa: E741
     n_max = max(candidates)
     sums: dict[str, list[float]] = {}
@@ -170,7 +173,8 @@ def evaluate_task(model: VisualDynamicsModel, tokenizer: Any, task: str, variant
         sums.setdefault(key, []).append(float(value))
 
     for i in range(variants):
-        frames, goal = expert_clip(task, seed_base + i, m, l, tokenizer.image_size, model.config.frame_step)
+        frames, goal = expert_clip(task, seed_base + i, m, l, tokenizer.image_size, model.config.frame_step,
+                                   start=context_start)
         tokens = tokenizer.encode(torch.from_numpy(frames)).long()  # (m + l, h, w)
         x, y = tokens[None, :m], tokens[None, m:]
         changed = y != x[:, -1:]
@@ -196,6 +200,7 @@ def evaluate_task(model: VisualDynamicsModel, tokenizer: Any, task: str, variant
             add(f"goal_distance/average@{n}", dist[:n].mean().item())
     result: dict[str, Any] = {k: float(np.mean(v)) for k, v in sums.items()}
     result["variants"] = variants
+    result["context_start"] = context_start
     result["diversity_vs_real_change"] = result["diversity"] / max(result["real_change"], 1e-9)
     for n in candidates:
         gap = result[f"goal_distance/average@{n}"] - result["goal_distance/expert"]
@@ -257,6 +262,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--task", default=None, help="comma-separated Meta-World tasks for the planning report, e.g. reach-v2,plate-slide-v2")
     parser.add_argument("--variants", type=int, default=20, help="held-out variants per task (default 20)")
     parser.add_argument("--seed-base", type=int, default=100_000, help="env seeds of the held-out variants start here")
+    parser.add_argument("--context-start", type=int, default=0,
+                        help="expert steps between reset and the context's first frame (default 0: plan from reset; "
+                             "e.g. 24 on plate-slide, where the expert first walks away from the goal to the puck)")
     parser.add_argument("--candidates", default="4,16,64", help="N of the plan gain (default 4,16,64)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="prior std scale of the candidates (PVDR's prior_temperature; default 1)")
@@ -286,6 +294,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args.data is None and args.task is None:
         raise ConfigError("give --task (held-out env variants) and/or --data (a held-out token folder)")
     candidates = tuple(int(n) for n in args.candidates.split(","))
+    if args.context_start < 0:
+        raise ConfigError(f"--context-start must be >= 0, got {args.context_start}")
     if min(candidates) < 1 or args.variants < 1:
         raise ConfigError(f"--candidates and --variants must be positive, got {args.candidates} and {args.variants}")
     probe_candidates = tuple(int(n) for n in args.probe_candidates.split(","))
@@ -314,7 +324,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         generator = torch.Generator().manual_seed(args.seed)
         for task in [t.strip() for t in args.task.split(",") if t.strip()]:
             report[task] = evaluate_task(model, tokenizer, task, args.variants, args.seed_base, candidates, generator,
-                                         args.temperature)
+                                         args.temperature, context_start=args.context_start)
             print_task_report(task, report[task], candidates)
             if args.goal_probe:
                 data = collect_goal_windows(task, tokenizer, model, episodes=args.goal_probe, steps=args.probe_steps,

@@ -273,7 +273,7 @@ def test_evaluate_dynamics_task_report(tmp_path: Path) -> None:
     evaluate_dynamics.main(["--model", str(tmp_path / "dyn.pt"), "--tokenizer", str(tmp_path / "tok.pt"), "--task", "reach-v2",
                             "--variants", "2", "--candidates", "2,4", "--json", str(out)])
     r = json.loads(out.read_text())["reach-v2"]
-    assert r["variants"] == 2
+    assert r["variants"] == 2 and r["context_start"] == 0
     for key in ("posterior/generated", "prior_mean/generated", "zero/generated", "diversity", "real_change"):
         assert 0.0 <= r[key] <= 1.0
     # more candidates can only bring the chosen plan closer to the goal (nested candidate sets)
@@ -281,6 +281,13 @@ def test_evaluate_dynamics_task_report(tmp_path: Path) -> None:
     assert set(r) >= {"plan_gain@2", "plan_gain@4", "goal_distance/expert"}
     with pytest.raises(SystemExit):
         evaluate_dynamics.main(["--model", str(tmp_path / "dyn.pt"), "--tokenizer", str(tmp_path / "tok.pt")])
+    with pytest.raises(SystemExit):  # a negative context start
+        evaluate_dynamics.main(["--model", str(tmp_path / "dyn.pt"), "--tokenizer", str(tmp_path / "tok.pt"),
+                                "--task", "reach-v2", "--context-start", "-1"])
+    later = tmp_path / "later.json"  # planning from 3 expert steps after reset
+    evaluate_dynamics.main(["--model", str(tmp_path / "dyn.pt"), "--tokenizer", str(tmp_path / "tok.pt"), "--task", "reach-v2",
+                            "--variants", "1", "--candidates", "2", "--context-start", "3", "--json", str(later)])
+    assert json.loads(later.read_text())["reach-v2"]["context_start"] == 3
 
 
 def test_evaluate_dynamics_goal_probe(tmp_path: Path) -> None:
@@ -353,6 +360,8 @@ def test_frame_step_model_trains_on_every_kth_frame_and_is_evaluated_so(tmp_path
     assert every.shape == (4, 16, 16, 3) and goal.shape == (16, 16, 3)
     np.testing.assert_array_equal(every[1], evaluate_dynamics.expert_clip("reach-v2", 100_000, 2, 2, 16)[0][3])
     assert np.array_equal(every[0], full[0])
+    later, _ = evaluate_dynamics.expert_clip("reach-v2", 100_000, 2, 2, 16, start=1)  # context starts one step later
+    np.testing.assert_array_equal(later[:3], full[1:])
 
     tokenizer, dynamics = tiny_models(l=2)
     dynamics.config.frame_step = 3
