@@ -90,6 +90,9 @@ def test_add_ships_weights_only_and_refuses_a_mismatch(tmp_path):
     assert pretrained_main(["add", "toy-16", "--tokenizer", str(tmp_path / "tok.pt"), "--dynamics", str(tmp_path / "dyn.pt"), "--root", str(root)]) == 0
     model = pretrained.get("toy-16", root=root)
     assert model.card["codebook_size"] == tokenizer.codebook_size
+    # readable by every user of the install (the staging folder starts private)
+    assert model.folder.stat().st_mode & 0o777 == 0o755
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in model.folder.iterdir())
     loaded = VisualDynamicsModel.load(model.path("dynamics"))
     for key, value in dynamics.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value)

@@ -54,6 +54,10 @@ def add_model(name: str, tokenizer_path: str, dynamics_path: str, card: dict, ro
                 "grid": list(tokenizer.grid_size), "codebook_size": tokenizer.codebook_size,
                 "dynamics_parameters": sum(p.numel() for p in dynamics.parameters()), **card}
         (staging / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        # mkdtemp makes a private (0700) folder: package data must stay readable by every user of the install
+        staging.chmod(0o755)
+        for file in staging.iterdir():
+            file.chmod(0o644)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
