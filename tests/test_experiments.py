@@ -256,6 +256,33 @@ def test_first_success_table_reports_each_seeds_first_successful_training_episod
     assert f"| reach-v2 | {spec.runs[0].label} | 0.2 / – / ? | 2 / 4 | 0.250 | 0.70 / 0.60 / ? |" in table
 
 
+def test_plot_keeps_first_success_stats_of_run_folders_that_are_gone(tmp_path):
+    """run_stats.json keeps what the run folders said: a fresh machine re-plotting loses none of the table."""
+    import shutil
+
+    exp = write_experiment(tmp_path)
+    spec = load_experiment(exp)
+    out = tmp_path / "results" / "tiny"
+    run_dir = out / "runs" / spec.runs[0].relpath
+    _write_segment(run_dir / "ppo" / "r_1", [(100, False), (100, True)], [100, 200])
+    (run_dir / "segments.json").write_text(json.dumps([{"folder": "ppo/r_1", "start": 0}]))
+    assert experiments_main(["plot", str(exp), "--results", str(tmp_path / "results")]) == 0
+    line = f"| reach-v2 | {spec.runs[0].label} | 0.2 | 1 / 2 | – | – |"
+    assert line in (out / "table.md").read_text()
+    assert json.loads((out / "run_stats.json").read_text())[spec.runs[0].key]["successes"] == 1
+    shutil.rmtree(out / "runs")
+    assert experiments_main(["plot", str(exp), "--results", str(tmp_path / "results")]) == 0
+    assert line in (out / "table.md").read_text()
+    # a table written before run_stats.json existed: a row none of whose runs has stats keeps its old line
+    (out / "run_stats.json").unlink()
+    assert experiments_main(["plot", str(exp), "--results", str(tmp_path / "results")]) == 0
+    assert line in (out / "table.md").read_text()
+    (out / "table.md").unlink()
+    (out / "run_stats.json").unlink()
+    assert experiments_main(["plot", str(exp), "--results", str(tmp_path / "results")]) == 0
+    assert f"| reach-v2 | {spec.runs[0].label} | ? | 0 / 0 | – | ? |" in (out / "table.md").read_text()
+
+
 @pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "experiments").glob("*.yml")), ids=lambda p: p.name)
 def test_committed_experiments_use_keys_their_algorithms_take(path):
     """A typo in a committed experiment's params would only fail when its run starts, maybe hours into the queue."""

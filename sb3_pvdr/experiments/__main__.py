@@ -19,15 +19,22 @@ from sb3_pvdr.common.checkpoint import atomic_write_bytes
 from sb3_pvdr.common.errors import ConfigError, cli_entry
 from sb3_pvdr.experiments.results import (
     collect_curves,
+    collect_run_stats,
     first_success_table,
     machine_info,
     read_curves_csv,
+    read_json,
     success_table,
+    table_rows,
     write_curves_csv,
     write_json_atomic,
 )
 from sb3_pvdr.experiments.runner import ExperimentRunner, print_commands
 from sb3_pvdr.experiments.spec import ExperimentSpec, load_experiment
+
+
+RUN_STATS_FILE = "run_stats.json"
+FIRST_SUCCESS_HEADER = "| env | label | first training success"
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -66,8 +73,8 @@ def finished_elsewhere(spec: ExperimentSpec, results_dir: Path) -> set[str]:
 
 
 def write_results(spec: ExperimentSpec, results_dir: Path) -> str:
-    """curves.csv (runs here merged with committed rows of runs not here), curves.png, curves_wall.png, table.md,
-    meta.json. :return: the markdown table"""
+    """curves.csv (runs here merged with committed rows of runs not here), run_stats.json (likewise), curves.png,
+    curves_wall.png, table.md, meta.json. :return: the markdown table"""
     from sb3_pvdr.experiments.plots import plot_curves
 
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -83,12 +90,17 @@ def write_results(spec: ExperimentSpec, results_dir: Path) -> str:
     title = f"{spec.name}: success rate, mean and std over seeds"
     plot_curves(rows, results_dir / "curves.png", "timesteps", title)
     plot_curves(rows, results_dir / "curves_wall.png", "wall_time_s", title + " (wall-clock)")
+    previous = read_json(results_dir / RUN_STATS_FILE, {})
+    stats = collect_run_stats(spec, results_dir / "runs", previous)
+    write_json_atomic(results_dir / RUN_STATS_FILE, stats)
+    old_table = results_dir / "table.md"
+    old_rows = table_rows(old_table.read_text(), FIRST_SUCCESS_HEADER) if old_table.is_file() else {}
     table = (success_table(spec, rows) + "\nSuccess rate (%) of the training episodes that ended since the previous "
              "evaluation (stochastic policy; finer-grained than a few deterministic evaluation episodes):\n\n"
              + success_table(spec, rows, key="train_success_rate")
              + "\nFirst successful training episode of each seed, all training successes, the median approx_kl of the "
-             "policy updates and the policy's last action std (run directories on this machine):\n\n"
-             + first_success_table(spec, results_dir / "runs"))
+             "policy updates and the policy's last action std (read from each run's directory, kept in run_stats.json):\n\n"
+             + first_success_table(spec, results_dir / "runs", stats, old_rows))
     (results_dir / "table.md").write_text(table)
     (results_dir / "experiment.yml").write_text(spec.source)
     write_json_atomic(results_dir / "meta.json", {"experiment": spec.name, "machine": machine_info(),

@@ -210,12 +210,47 @@ def scalar_values(run_dir: Path, tag: str) -> list[float]:
     return [by_step[k] for k in sorted(by_step)]
 
 
-def first_success_table(spec: ExperimentSpec, runs_dir: Path) -> str:
+def run_stats(run_dir: Path) -> Optional[dict[str, Any]]:
+    """What :func:`first_success_table` reports of one run, kept in ``run_stats.json`` beside ``curves.csv`` so that
+    the table survives the run folder (``None``: no run folder here): first successful training episode (env steps,
+    ``None``: none yet), successful and finished training episodes, every policy update's ``train/approx_kl`` and
+    the last ``train/std``."""
+    if not (run_dir / SEGMENTS_FILE).is_file():
+        return None
+    episodes = training_episodes(run_dir)
+    std = scalar_values(run_dir, "train/std")
+    return {"first_success": _first_success(episodes), "successes": sum(1 for _, f in episodes if f == 1.0),
+            "episodes": len(episodes), "approx_kl": [round(v, 6) for v in scalar_values(run_dir, "train/approx_kl")],
+            "last_std": std[-1] if std else None}
+
+
+def collect_run_stats(spec: ExperimentSpec, runs_dir: Path, previous: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """:func:`run_stats` of every run of ``spec`` whose folder is here, by ``run.key``; a run whose folder is not here
+    keeps its entry from ``previous`` (the committed ``run_stats.json``), if any."""
+    previous = previous or {}
+    stats = {}
+    for run in spec.runs:
+        here = run_stats(runs_dir / run.relpath)
+        if here is not None:
+            stats[run.key] = here
+        elif run.key in previous:
+            stats[run.key] = previous[run.key]
+    return stats
+
+
+def first_success_table(spec: ExperimentSpec, runs_dir: Path, stats: Optional[dict[str, Any]] = None,
+                        old_rows: Optional[dict[tuple[str, str], str]] = None) -> str:
     """Markdown table: per row, the env steps of each seed's first successful training episode (``–``: none within
-    the steps it has run, ``?``: run folder not here), how many training episodes succeeded of those finished, and
-    the median ``train/approx_kl`` of the row's policy updates (how far one update moves the policy; SB3's pixel PPO
-    on reach: ~0.03) and the policy's action std at each seed's last update (``train/std``: how much of a training
-    episode is exploration noise around the mean action that evaluation runs)."""
+    the steps it has run, ``?``: run folder not here and no stats kept), how many training episodes succeeded of
+    those finished, and the median ``train/approx_kl`` of the row's policy updates (how far one update moves the
+    policy; SB3's pixel PPO on reach: ~0.03) and the policy's action std at each seed's last update (``train/std``:
+    how much of a training episode is exploration noise around the mean action that evaluation runs).
+
+    :param stats: per-run :func:`run_stats` by ``run.key`` (default: those of the run folders in ``runs_dir``)
+    :param old_rows: the lines of an earlier table by ``(env, label)``, kept for a row none of whose runs has stats
+        (tables written before ``run_stats.json`` existed)
+    """
+    stats = collect_run_stats(spec, runs_dir) if stats is None else stats
     lines = ["| env | label | first training success (k steps), per seed | successful / finished training episodes "
              "| median approx_kl per update | last policy std, per seed |",
              "|---|---|---|---|---|---|"]
@@ -224,24 +259,39 @@ def first_success_table(spec: ExperimentSpec, runs_dir: Path) -> str:
             runs = [r for r in spec.runs if r.label == label and r.env == env]
             if not runs:
                 continue
+            if old_rows and (env, label) in old_rows and not any(run.key in stats for run in runs):
+                lines.append(old_rows[(env, label)])
+                continue
             firsts, wins, total, kls, stds = [], 0, 0, [], []
             for run in runs:
-                run_dir = runs_dir / run.relpath
-                if not (run_dir / SEGMENTS_FILE).is_file():
+                st = stats.get(run.key)
+                if st is None:
                     firsts.append("?")
                     stds.append("?")
                     continue
-                episodes = training_episodes(run_dir)
-                first = _first_success(episodes)
+                first = st["first_success"]
                 firsts.append("–" if first is None else f"{first / 1000:.1f}")
-                wins += sum(1 for _, f in episodes if f == 1.0)
-                total += len(episodes)
-                kls += scalar_values(run_dir, "train/approx_kl")
-                std = scalar_values(run_dir, "train/std")
-                stds.append(f"{std[-1]:.2f}" if std else "–")
+                wins += st["successes"]
+                total += st["episodes"]
+                kls += st["approx_kl"]
+                stds.append("–" if st["last_std"] is None else f"{st['last_std']:.2f}")
             kl = f"{np.median(kls):.3f}" if kls else "–"
             lines.append(f"| {env} | {label} | {' / '.join(firsts)} | {wins} / {total} | {kl} | {' / '.join(stds)} |")
     return "\n".join(lines) + "\n"
+
+
+def table_rows(markdown: str, header_start: str) -> dict[tuple[str, str], str]:
+    """The rows of the markdown table that follows the line starting with ``header_start``, by ``(env, label)``."""
+    rows, inside = {}, False
+    for line in markdown.splitlines():
+        if line.startswith(header_start):
+            inside = True
+        elif inside and line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[(cells[0], cells[1])] = line
+        elif inside and rows and not line.startswith("|"):
+            break
+    return rows
 
 
 def collect_curves(spec: ExperimentSpec, runs_dir: Path) -> list[dict[str, Any]]:
