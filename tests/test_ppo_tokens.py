@@ -101,3 +101,13 @@ def test_add_ships_weights_only_and_refuses_a_mismatch(tmp_path):
     with pytest.raises(SystemExit):
         pretrained_main(["add", "bad", "--tokenizer", str(tmp_path / "tok.pt"), "--dynamics", str(tmp_path / "other.pt"), "--root", str(root)])
     assert sorted(p.name for p in root.iterdir()) == ["toy-16"]  # nothing written for the refused one
+
+
+@pytest.mark.parametrize("name", sorted(pretrained.available()))
+def test_every_shipped_model_loads_fits_its_tokenizer_and_says_how_it_was_made(name):
+    from sb3_pvdr.dynamics import VisualDynamicsModel
+    from sb3_pvdr.tokenizer import VQTokenizer
+
+    model = pretrained.get(name)
+    VisualDynamicsModel.load(model.path("dynamics")).check_tokenizer(VQTokenizer.load(model.path("tokenizer")))
+    assert model.card["command"] and model.card["evaluate"] and "reach-v2" in model.card["gates_forward_prior"]
