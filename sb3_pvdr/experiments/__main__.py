@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 from sb3_pvdr.common.checkpoint import atomic_write_bytes
 from sb3_pvdr.common.errors import ConfigError, cli_entry
 from sb3_pvdr.experiments.results import (
+    FIRST_SUCCESS_HEADER,
+    RUN_STATS_FILE,
     collect_curves,
     collect_run_stats,
     first_success_table,
@@ -31,10 +33,6 @@ from sb3_pvdr.experiments.results import (
 )
 from sb3_pvdr.experiments.runner import ExperimentRunner, print_commands
 from sb3_pvdr.experiments.spec import ExperimentSpec, load_experiment
-
-
-RUN_STATS_FILE = "run_stats.json"
-FIRST_SUCCESS_HEADER = "| env | label | first training success"
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -210,6 +210,10 @@ def scalar_values(run_dir: Path, tag: str) -> list[float]:
     return [by_step[k] for k in sorted(by_step)]
 
 
+RUN_STATS_FILE = "run_stats.json"  # beside curves.csv: run_stats of every run, kept when its folder is gone
+FIRST_SUCCESS_HEADER = "| env | label | first training success"  # how first_success_table's header starts
+
+
 def run_stats(run_dir: Path) -> Optional[dict[str, Any]]:
     """What :func:`first_success_table` reports of one run, kept in ``run_stats.json`` beside ``curves.csv`` so that
     the table survives the run folder (``None``: no run folder here): first successful training episode (env steps,
@@ -251,7 +255,7 @@ def first_success_table(spec: ExperimentSpec, runs_dir: Path, stats: Optional[di
         (tables written before ``run_stats.json`` existed)
     """
     stats = collect_run_stats(spec, runs_dir) if stats is None else stats
-    lines = ["| env | label | first training success (k steps), per seed | successful / finished training episodes "
+    lines = [f"{FIRST_SUCCESS_HEADER} (k steps), per seed | successful / finished training episodes "
              "| median approx_kl per update | last policy std, per seed |",
              "|---|---|---|---|---|---|"]
     for env in spec.envs:
