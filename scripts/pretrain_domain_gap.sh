@@ -38,16 +38,7 @@ stage tokenize_val python -m sb3_pvdr.tokenizer.tokenize --tokenizer "$TOKENIZER
     --out "$GAP_DIR/tokens_val" --overwrite --threads "$THREADS" --no-progress
 
 TOKENIZER_PATH="$(python -c "from sb3_pvdr.pretrained import resolve; print(resolve('$TOKENIZER', 'tokenizer'))")"
-stage pretrain python -m sb3_pvdr.pretrain --data "$GAP_DIR/tokens" --val-data "$GAP_DIR/tokens_val" \
-    --tokenizer "$TOKENIZER_PATH" --out "$GAP_DIR/pretrain" --config configs/pretrain_reference.yml \
-    --steps "$PRETRAIN_STEPS" --threads "$THREADS" --no-progress $(resume_flag "$GAP_DIR/pretrain")
-stage prior_forward python -m sb3_pvdr.pretrain --data "$GAP_DIR/tokens" --val-data "$GAP_DIR/tokens_val" \
-    --tokenizer "$TOKENIZER_PATH" --out "$GAP_DIR/prior_forward" --config configs/prior_forward.yml \
-    --init-from "$GAP_DIR/pretrain/dynamics.pt" --threads "$THREADS" --no-progress $(resume_flag "$GAP_DIR/prior_forward")
-stage prior_forward_long python -m sb3_pvdr.pretrain --data "$GAP_DIR/tokens" --val-data "$GAP_DIR/tokens_val" \
-    --tokenizer "$TOKENIZER_PATH" --out "$GAP_DIR/prior_forward_long" --config configs/prior_forward.yml \
-    --init-from "$GAP_DIR/prior_forward/dynamics.pt" --steps "$PRIOR_LONG_STEPS" --threads "$THREADS" --no-progress \
-    $(resume_flag "$GAP_DIR/prior_forward_long")
+dynamics_stages "$GAP_DIR" "$TOKENIZER_PATH" "$PRETRAIN_STEPS" "$PRIOR_LONG_STEPS" "$THREADS"
 
 echo "== domain-gap dynamics model: $GAP_DIR/prior_forward_long/dynamics.pt"
 echo "   check: python -m sb3_pvdr.evaluate_dynamics --model $GAP_DIR/prior_forward_long/dynamics.pt --tokenizer $TOKENIZER --task reach-v2,plate-slide-v2,hand-insert-v2"

@@ -46,24 +46,10 @@ stage tokenize python -m sb3_pvdr.tokenizer.tokenize --tokenizer "$REF_DIR/token
 stage tokenize_val python -m sb3_pvdr.tokenizer.tokenize --tokenizer "$REF_DIR/tokenizer/tokenizer.pt" \
     --data "$REF_DIR/videos_val" --out "$REF_DIR/tokens_val" --overwrite --threads "$THREADS" --no-progress
 
-stage pretrain torchrun --standalone --nproc_per_node "$NPROC" -m sb3_pvdr.pretrain \
-    --data "$REF_DIR/tokens" --val-data "$REF_DIR/tokens_val" --tokenizer "$REF_DIR/tokenizer/tokenizer.pt" \
-    --out "$REF_DIR/pretrain" --config configs/pretrain_reference.yml --steps "$PRETRAIN_STEPS" \
-    --threads "$THREADS" --no-progress $(resume_flag "$REF_DIR/pretrain")
-
-# Re-fit the prior alone with the forward KL (configs/prior_forward.yml: E and D untouched): eq. (1)'s reverse KL
-# leaves prior samples near-copies of each other (README, "Shipped pre-trained models").
-stage prior_forward python -m sb3_pvdr.pretrain \
-    --data "$REF_DIR/tokens" --val-data "$REF_DIR/tokens_val" --tokenizer "$REF_DIR/tokenizer/tokenizer.pt" \
-    --out "$REF_DIR/prior_forward" --config configs/prior_forward.yml --init-from "$REF_DIR/pretrain/dynamics.pt" \
-    --threads "$THREADS" --no-progress $(resume_flag "$REF_DIR/prior_forward")
-
-# ... then 3,000 more steps of the same re-fit from those weights (fresh Adam state; held-out kl_prior 2.528 -> 2.352,
-# reach's plan gain at N = 16 0.59 -> 2.28: results/prior_forward_long). This is the shipped prior.
-stage prior_forward_long python -m sb3_pvdr.pretrain \
-    --data "$REF_DIR/tokens" --val-data "$REF_DIR/tokens_val" --tokenizer "$REF_DIR/tokenizer/tokenizer.pt" \
-    --out "$REF_DIR/prior_forward_long" --config configs/prior_forward.yml --init-from "$REF_DIR/prior_forward/dynamics.pt" \
-    --steps "$PRIOR_LONG_STEPS" --threads "$THREADS" --no-progress $(resume_flag "$REF_DIR/prior_forward_long")
+# Pre-training, then the prior re-fitted with the forward KL for 600 + PRIOR_LONG_STEPS steps (scripts/stages.sh; the
+# long re-fit took held-out kl_prior 2.528 -> 2.352 and reach's plan gain at N = 16 0.59 -> 2.28:
+# results/prior_forward_long). prior_forward_long/dynamics.pt is the shipped model.
+dynamics_stages "$REF_DIR" "$REF_DIR/tokenizer/tokenizer.pt" "$PRETRAIN_STEPS" "$PRIOR_LONG_STEPS" "$THREADS" "$NPROC"
 
 # Sharper reconstructions with the same tokens (27.6 -> 28.3 dB held-out PSNR at 2,000 steps, ~19 min on one core).
 stage tokenizer_decoder python -m sb3_pvdr.tokenizer.train --data "$REF_DIR/videos" --val-data "$REF_DIR/videos_val" \

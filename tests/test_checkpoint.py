@@ -81,3 +81,21 @@ def test_other_numpy_objects_are_still_refused(tmp_path):
     torch.save({"kind": "vq_tokenizer", "x": np.arange(3, dtype=np.float64)}, tmp_path / "f64.pt")
     with pytest.raises(CheckpointError, match="holds more than tensors and plain data"):
         load_checkpoint(tmp_path / "f64.pt", "vq_tokenizer")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_atomic_writes_get_the_umask_mode_not_mkstemp_private_one(tmp_path):
+    """``mkstemp`` makes 0600 files; what is renamed into place gets the mode a plain ``open()`` would."""
+    from sb3_pvdr.common.checkpoint import atomic_torch_save, atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        atomic_torch_save({"x": 1}, tmp_path / "b.pt")
+        os.umask(0o077)
+        atomic_write_bytes(tmp_path / "c.bin", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.pt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "c.bin").stat().st_mode & 0o777 == 0o600

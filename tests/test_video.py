@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -284,6 +285,9 @@ def test_token_folder_round_trip(tmp_path):
     assert bounds.tolist() == [[0, 10], [10, 17], [17, 26]]
     assert meta["grid"] == [4, 4] and meta["num_episodes"] == 3 and meta["tokenizer"] == "x.pt"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    mode = os.umask(0)
+    os.umask(mode)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~mode  # a plain mkdir's mode, not mkdtemp's private 0700
 
     ds = TokenClipDataset(out, m=2, l=6)
     # 10 -> 3 windows, 7 -> none (too short), 9 -> 2

@@ -41,6 +41,15 @@ NUMPY_ARRAY_GLOBALS: list[Any] = [
 ]
 
 
+def umask_mode(directory: bool = False) -> int:
+    """The mode ``open()`` / ``mkdir()`` would give a new file (``0o666``) or folder (``0o777``) under the process's
+    umask. ``mkstemp`` / ``mkdtemp`` create private ones (0600 / 0700): what is renamed into place gets this mode, so an
+    atomic write leaves the same permissions as a plain one."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     path = Path(path)
@@ -51,6 +60,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -66,6 +76,7 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

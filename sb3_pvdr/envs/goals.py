@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from sb3_pvdr.common.checkpoint import atomic_write_bytes
 from sb3_pvdr.envs.tasks import resolve_task
 
 logger = logging.getLogger(__name__)
@@ -66,19 +66,6 @@ def versioned_cache_root(cache_dir: str | os.PathLike | None) -> Path:
 
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_goal_cache_dir()
     return root / f"mw{package_version('metaworld')}-c{CACHE_VERSION}"
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class GoalImageCache:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from sb3_pvdr.common.checkpoint import umask_mode
 from sb3_pvdr.common.errors import ConfigError, DataError
 
 PathLike = Union[str, os.PathLike]
@@ -120,6 +121,7 @@ def write_token_folder(
             "dtype": dtype.name,
         }
         (tmp_dir / "meta.json").write_text(json.dumps(full_meta, indent=2, default=str))
+        tmp_dir.chmod(umask_mode(directory=True))  # mkdtemp's folder is private (0700); a plain mkdir's is not
 
         if out_dir.exists():  # overwrite: swap the old folder out before the new one goes in
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
