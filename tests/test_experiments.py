@@ -297,3 +297,17 @@ def test_committed_experiments_use_keys_their_algorithms_take(path):
         check_hyperparams(run.algo, ALGOS[run.algo], {"policy": "MultiInputPolicy", **run.params}, source=run.key)
     with pytest.raises(ConfigError, match="did you mean lambda_2"):
         check_hyperparams("pvdr", ALGOS["pvdr"], {"policy": "PVDRPolicy", "lambda2": 0.0})
+
+
+def test_closed_stdout_ends_the_cli_quietly():
+    """`... --print-commands | head`: the reader is gone before the CLI writes; no traceback, status 1."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "sb3_pvdr.experiments", "run", "experiments/reach.yml",
+                             "--print-commands"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the child has imported anything, let alone printed
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr

@@ -7,6 +7,7 @@ and exits with status 2 for any :class:`PVDRError` (and for ``FileNotFoundError`
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Any, Callable, TypeVar
 
@@ -39,7 +40,8 @@ def one_line(message: str) -> str:
 
 
 def cli_entry(main: F) -> F:
-    """Decorate a CLI ``main``: user errors print ``error: ...`` on one line and exit with status 2."""
+    """Decorate a CLI ``main``: user errors print ``error: ...`` on one line and exit with status 2; a closed stdout
+    (``| head``) ends it with status 1 and no traceback."""
 
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -48,5 +50,9 @@ def cli_entry(main: F) -> F:
         except (PVDRError, FileNotFoundError) as exc:
             print(f"error: {one_line(str(exc))}", file=sys.stderr)
             sys.exit(2)
+        except BrokenPipeError:  # stdout closed early (`... | head`): stop quietly, as a Unix tool does
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not raise again
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
