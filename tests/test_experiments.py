@@ -311,3 +311,32 @@ def test_closed_stdout_ends_the_cli_quietly():
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+def test_scalars_reports_each_seeds_early_and_late_medians(tmp_path):
+    """`scalars`: per row, tag and seed, the median of the first quarter of the logged values -> of the last quarter;
+    a tag no run of a row logged gets no line, a run folder that is not here is `?`."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from sb3_pvdr.experiments.results import scalar_trend
+
+    assert scalar_trend([]) is None and scalar_trend([5.0]) == (5.0, 5.0)
+    assert scalar_trend([1.0, 2.0, 9.0, 9.0, 9.0, 9.0, 3.0, 4.0]) == (1.5, 3.5)
+    exp = write_experiment(tmp_path)
+    spec = load_experiment(exp)
+    out = tmp_path / "results" / "tiny"
+    run_dir = out / "runs" / spec.runs[0].relpath
+    _write_segment(run_dir / "ppo" / "r_1", [(100, False)], [100])
+    (run_dir / "segments.json").write_text(json.dumps([{"folder": "ppo/r_1", "start": 0}]))
+    writer = SummaryWriter(str(run_dir / "tensorboard" / "reach-v2" / "PPO_1"))
+    for step, value in enumerate([0.1, 0.3, 0.5, 0.5, 0.5, 0.5, 0.7, 0.9]):
+        writer.add_scalar("train/approx_kl", value, step)
+    writer.close()
+    assert experiments_main(["scalars", str(exp), "--results", str(tmp_path / "results"),
+                             "--tags", "train/approx_kl", "plan/spread"]) == 0
+    table = (out / "scalars.md").read_text()
+    others = " / ?" * (sum(r.label == spec.runs[0].label for r in spec.runs) - 1)
+    assert f"| reach-v2 | {spec.runs[0].label} | train/approx_kl | 0.2 -> 0.8{others} |" in table
+    assert "plan/spread" not in table  # logged by no run
+    with pytest.raises(SystemExit):  # no run folder at all: one-line error
+        experiments_main(["scalars", str(exp), "--results", str(tmp_path / "elsewhere")])

@@ -5,6 +5,7 @@
     python -m sb3_pvdr.experiments run experiments/reach.yml --print-commands   # one command per run, for a scheduler
     python -m sb3_pvdr.experiments plot experiments/reach.yml           # curves.csv, curves.png, curves_wall.png, table.md
     python -m sb3_pvdr.experiments status experiments/reach.yml
+    python -m sb3_pvdr.experiments scalars experiments/reach.yml        # diagnostics: each tensorboard scalar, early -> late
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Optional, Sequence
 from sb3_pvdr.common.checkpoint import atomic_write_bytes
 from sb3_pvdr.common.errors import ConfigError, cli_entry
 from sb3_pvdr.experiments.results import (
+    DIAGNOSTIC_TAGS,
     FIRST_SUCCESS_HEADER,
     RUN_STATS_FILE,
     collect_curves,
@@ -26,6 +28,7 @@ from sb3_pvdr.experiments.results import (
     machine_info,
     read_curves_csv,
     read_json,
+    scalars_table,
     success_table,
     table_rows,
     write_curves_csv,
@@ -39,7 +42,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sb3_pvdr.experiments", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "run (or continue) the experiment's runs"), ("plot", "write curves and the success table"),
-                       ("status", "one line per run: steps, last evaluation")):
+                       ("status", "one line per run: steps, last evaluation"),
+                       ("scalars", "diagnostics: how each tensorboard scalar moved over each run (scalars.md)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("experiment", help="experiment file (yaml), e.g. experiments/reach.yml")
         p.add_argument("--results", default="results", help="results root: runs and curves go to RESULTS/<name>/ (default results)")
@@ -49,6 +53,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             p.add_argument("--print-commands", action="store_true", help="print one command per run instead of running")
             p.add_argument("--status-every", type=float, default=60.0, help="seconds between progress blocks")
             p.add_argument("--no-plot", action="store_true", help="do not write curves/table when the runs end")
+        if name == "scalars":
+            p.add_argument("--tags", nargs="+", default=list(DIAGNOSTIC_TAGS),
+                           help=f"tensorboard tags (default: {' '.join(DIAGNOSTIC_TAGS)})")
         if name in ("run", "plot"):
             p.add_argument("--readme", default=None,
                            help="also replace the block between <!-- results:NAME --> and <!-- /results:NAME --> in this "
@@ -138,6 +145,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                               finished=finished_elsewhere(spec, results_dir))
     if args.command == "status":
         runner.print_status(runs, {})
+        return 0
+    if args.command == "scalars":
+        if not (results_dir / "runs").is_dir():
+            raise ConfigError(f"{results_dir / 'runs'} does not exist: no run of {spec.name} has run on this machine")
+        table = scalars_table(spec, results_dir / "runs", args.tags, runs)
+        atomic_write_bytes(results_dir / "scalars.md", table.encode())
+        print(table, end="")
+        print(f"wrote {results_dir}/scalars.md")
         return 0
     if args.command == "plot":
         table = write_results(spec, results_dir)

@@ -18,7 +18,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -196,18 +196,64 @@ def first_success_step(run_dir: Path) -> Optional[int]:
     return _first_success(training_episodes(run_dir))
 
 
-def scalar_values(run_dir: Path, tag: str) -> list[float]:
-    """Values a run logged to tensorboard under ``tag`` (e.g. ``train/approx_kl``), one per logged step: where
+def run_scalars(run_dir: Path) -> dict[str, list[float]]:
+    """Every scalar a run logged to tensorboard, by tag (e.g. ``train/approx_kl``), one value per logged step: where
     a resumed segment logged a step again, its value replaces the earlier one."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    by_step: dict[int, float] = {}
+    by_tag: dict[str, dict[int, float]] = {}
     for path in sorted((run_dir / "tensorboard").rglob("events.out.tfevents.*"), key=lambda f: f.stat().st_mtime):
         events = EventAccumulator(str(path), size_guidance={"scalars": 0})
         events.Reload()
-        if tag in events.Tags().get("scalars", []):
-            by_step.update({int(e.step): float(e.value) for e in events.Scalars(tag)})
-    return [by_step[k] for k in sorted(by_step)]
+        for tag in events.Tags().get("scalars", []):
+            by_tag.setdefault(tag, {}).update({int(e.step): float(e.value) for e in events.Scalars(tag)})
+    return {tag: [by_step[k] for k in sorted(by_step)] for tag, by_step in by_tag.items()}
+
+
+def scalar_values(run_dir: Path, tag: str) -> list[float]:
+    """:func:`run_scalars` of one tag (``[]``: never logged)."""
+    return run_scalars(run_dir).get(tag, [])
+
+
+# What `python -m sb3_pvdr.experiments scalars` reports by default: how far each policy update moves the policy, L_act,
+# the reward terms of eq. (6), what planning chooses (plan/choice_gain: goal distance of the average candidate minus
+# the chosen one's; plan/spread: how much the candidates differ) and the fine-tuning losses of eqs. (3)-(4).
+DIAGNOSTIC_TAGS = ("train/approx_kl", "train/clip_fraction", "train/std", "train/act_loss", "rollout/goal_term_std",
+                   "rollout/plan_term_std", "plan/choice_gain", "plan/spread", "finetune/goal", "finetune/kl_prior")
+
+
+def scalar_trend(values: list[float], parts: int = 4) -> Optional[tuple[float, float]]:
+    """Medians of the first and of the last ``1 / parts`` of a run's logged values (``None``: nothing logged)."""
+    if not values:
+        return None
+    k = max(1, len(values) // parts)
+    return float(np.median(values[:k])), float(np.median(values[-k:]))
+
+
+def scalars_table(spec: ExperimentSpec, runs_dir: Path, tags: Sequence[str] = DIAGNOSTIC_TAGS,
+                  runs: Optional[Sequence[RunSpec]] = None) -> str:
+    """Markdown table of how each diagnostic scalar moved over each run: per row and tag, each seed's median over
+    the first quarter of its logged values -> over the last quarter (``?``: run folder not here, ``–``: not
+    logged). A tag none of a row's runs logged (e.g. PVDR's ``plan/*`` for PPO) gets no line.
+
+    :param runs: only these of ``spec``'s runs (default: all)
+    """
+    keys = {r.key for r in (spec.runs if runs is None else runs)}
+    lines = ["| env | label | scalar | first quarter -> last quarter (medians), per seed |", "|---|---|---|---|"]
+    for env in spec.envs:
+        for label in spec.labels:
+            row = [r for r in spec.runs if r.label == label and r.env == env and r.key in keys]
+            logged = [run_scalars(runs_dir / r.relpath) if (runs_dir / r.relpath / SEGMENTS_FILE).is_file() else None
+                      for r in row]
+            for tag in tags:
+                if not any(values and tag in values for values in logged):
+                    continue
+                cells = []
+                for values in logged:
+                    trend = None if values is None else scalar_trend(values.get(tag, []))
+                    cells.append("?" if values is None else "–" if trend is None else f"{trend[0]:.3g} -> {trend[1]:.3g}")
+                lines.append(f"| {env} | {label} | {tag} | {' / '.join(cells)} |")
+    return "\n".join(lines) + "\n"
 
 
 RUN_STATS_FILE = "run_stats.json"  # beside curves.csv: run_stats of every run, kept when its folder is gone
@@ -222,9 +268,10 @@ def run_stats(run_dir: Path) -> Optional[dict[str, Any]]:
     if not (run_dir / SEGMENTS_FILE).is_file():
         return None
     episodes = training_episodes(run_dir)
-    std = scalar_values(run_dir, "train/std")
+    scalars = run_scalars(run_dir)
+    std = scalars.get("train/std", [])
     return {"first_success": _first_success(episodes), "successes": sum(1 for _, f in episodes if f == 1.0),
-            "episodes": len(episodes), "approx_kl": [round(v, 6) for v in scalar_values(run_dir, "train/approx_kl")],
+            "episodes": len(episodes), "approx_kl": [round(v, 6) for v in scalars.get("train/approx_kl", [])],
             "last_std": std[-1] if std else None}
 
 
@@ -393,6 +440,6 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-__all__ = ["CURVE_COLUMNS", "CurvePoint", "collect_curves", "first_success_step", "first_success_table", "latest_checkpoint",
-           "machine_info", "read_curve", "read_curves_csv", "segments", "steps_done", "success_table", "value_at", "write_curves_csv",
+__all__ = ["CURVE_COLUMNS", "DIAGNOSTIC_TAGS", "CurvePoint", "collect_curves", "first_success_step", "first_success_table", "latest_checkpoint",
+           "machine_info", "read_curve", "read_curves_csv", "run_scalars", "scalar_trend", "scalars_table", "segments", "steps_done", "success_table", "value_at", "write_curves_csv",
            "write_json_atomic"]
