@@ -123,3 +123,22 @@ def test_policy_probe_plays_the_mean_and_sampled_actions_on_the_same_variants(ru
     assert det["hand_goal_start"] == pytest.approx(sto["hand_goal_start"]) and det["hand_goal_start"] > 0
     assert 0.0 <= det["mean_action_abs"] <= 1.0 and det["hand_goal_end"] != det["hand_goal_start"]
     assert json.loads(out.read_text())["stochastic"] == sto
+
+
+def test_update_probe_measures_one_update_on_its_own_and_on_unseen_samples(runs):
+    """scripts/update_probe.py: every setting starts from the run's weights and moves the policy; nothing is written
+    into the run's folder (its tensorboard scalars feed the experiment tables)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("update_probe", ROOT / "scripts" / "update_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    before = sorted(p.relative_to(runs) for p in runs.rglob("*"))
+    result = probe.main(["-f", str(runs)])
+    assert sorted(p.relative_to(runs) for p in runs.rglob("*")) == before
+    assert result["samples_per_rollout"] == 16  # the run's n_steps x one env
+    settings = ("as trained", "vf_coef 0", "act_coef 0", "act_coef 0, vf_coef 0", "z* zeroed", "lr / 10", "1 epoch")
+    for name in settings:
+        assert result[name]["approx_kl_A"] > 0 and result[name]["approx_kl_B"] >= 0, name
+    # the same rollouts and starting weights: a tenth of the learning rate moves the fitted samples less
+    assert result["lr / 10"]["approx_kl_A"] < result["as trained"]["approx_kl_A"]
