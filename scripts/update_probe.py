@@ -31,20 +31,18 @@ import torch as th
 from sb3_pvdr.common.errors import cli_entry
 
 
-def kl_on(model: Any, obs: dict[str, np.ndarray], actions: np.ndarray, old_log_prob: np.ndarray) -> float:
-    """SB3's approx_kl of the current policy against ``old_log_prob`` on the given samples."""
-    with th.no_grad():
-        obs_t = {k: th.as_tensor(v, device=model.device) for k, v in obs.items()}
-        _, log_prob, _ = model.policy.evaluate_actions(obs_t, th.as_tensor(actions, device=model.device))
-        log_ratio = log_prob - th.as_tensor(old_log_prob, device=model.device)
-        return float(th.mean(th.exp(log_ratio) - 1 - log_ratio))
-
-
 def log_probs(model: Any, obs: dict[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
+    """The current policy's log-probabilities of ``actions`` in ``obs``."""
     with th.no_grad():
         obs_t = {k: th.as_tensor(v, device=model.device) for k, v in obs.items()}
         _, log_prob, _ = model.policy.evaluate_actions(obs_t, th.as_tensor(actions, device=model.device))
     return log_prob.cpu().numpy()
+
+
+def kl_on(model: Any, obs: dict[str, np.ndarray], actions: np.ndarray, old_log_prob: np.ndarray) -> float:
+    """SB3's approx_kl of the current policy against ``old_log_prob`` on the given samples."""
+    log_ratio = log_probs(model, obs, actions) - old_log_prob
+    return float(np.mean(np.exp(log_ratio) - 1 - log_ratio))
 
 
 def flat(buffer: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:

@@ -210,11 +210,6 @@ def run_scalars(run_dir: Path) -> dict[str, list[float]]:
     return {tag: [by_step[k] for k in sorted(by_step)] for tag, by_step in by_tag.items()}
 
 
-def scalar_values(run_dir: Path, tag: str) -> list[float]:
-    """:func:`run_scalars` of one tag (``[]``: never logged)."""
-    return run_scalars(run_dir).get(tag, [])
-
-
 # What `python -m sb3_pvdr.experiments scalars` reports by default: how far each policy update moves the policy, L_act,
 # the reward terms of eq. (6), what planning chooses (plan/choice_gain: goal distance of the average candidate minus
 # the chosen one's; plan/spread: how much the candidates differ) and the fine-tuning losses of eqs. (3)-(4).
