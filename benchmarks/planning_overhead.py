@@ -45,6 +45,7 @@ import torch  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 from pretrain_throughput import matmul_flops_per_s  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from rl_zoo3.utils import StoreDict  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from sb3_pvdr.common.errors import ConfigError, cli_entry  # noqa: E402
@@ -95,6 +96,9 @@ class Args:
     """aligner trunk of the PVDR agent, transformer or cnn (default: zoo_configs/pvdr.yml's policy_kwargs)"""
     bf16: Optional[str] = None
     """bf16 autocast of the PVDR agent's planning models: true, false or auto (default: zoo_configs/pvdr.yml's bf16)"""
+    pvdr_params: Optional[dict] = None
+    """overrides of zoo_configs/pvdr.yml for the PVDR agent's model.learn() figures, key:value as train.py's -params
+    (e.g. lambda_2:0.8 to time the paper's goal term of eq. (4) in fine-tuning)"""
     seed: int = 0
     """seed"""
 
@@ -104,7 +108,9 @@ def parse_args() -> Args:
     for f in fields(Args):
         default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
         name = "--" + f.name.replace("_", "-")
-        if isinstance(default, list):
+        if f.name == "pvdr_params":
+            parser.add_argument(name, type=str, nargs="+", action=StoreDict, default=None)
+        elif isinstance(default, list):
             parser.add_argument(name, type=int, nargs="+", default=default)
         elif default is None:
             parser.add_argument(name, default=None)
@@ -324,13 +330,15 @@ def main() -> None:
         torch.set_num_threads(args.train_threads)
         ppo_fps = training_steps_per_second("ppo", args.env, args.train_rollouts, args.seed, vec_env=args.train_vec_env)
         pvdr_fps = training_steps_per_second("pvdr", args.env, args.train_rollouts, args.seed, wrapper=wrapper,
-                                             vec_env=args.train_vec_env, policy_kwargs=pvdr_policy_kwargs, bf16=bf16)
+                                             vec_env=args.train_vec_env,
+                                             **{"policy_kwargs": pvdr_policy_kwargs, "bf16": bf16, **(args.pvdr_params or {})})
         torch.set_num_threads(args.threads)
         print(f"training env steps/s (model.learn, zoo_configs settings, {args.train_rollouts} rollouts each, "
               f"{args.train_vec_env} vec env, {args.train_threads} torch thread(s) in the main process; breakdowns "
               "above: in subproc workers' env time is not seen):")
         print(f"  pixel PPO                          {ppo_fps:8.1f}")
-        print(f"  {'PVDR':<35s}{pvdr_fps:8.1f}   ratio {pvdr_fps / ppo_fps:.2f}x")
+        label = "PVDR" + "".join(f" {k}={v}" for k, v in (args.pvdr_params or {}).items())
+        print(f"  {label:<35s}{pvdr_fps:8.1f}   ratio {pvdr_fps / ppo_fps:.2f}x")
 
     # ------------------------------------------------------------------ ms per planning call
     context = tokenizer.encode(np.repeat(first["observation"][None], dynamics.config.m, axis=0))
