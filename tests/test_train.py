@@ -38,8 +38,9 @@ PPO_YML = ROOT / "zoo_configs" / "ppo.yml"
 # Smallest run that still exercises everything: 40 px (NatureCNN needs >= 36, the env multiples of 8),
 # one fixed variant (one goal image to render), 25-step episodes, tiny rollouts.
 ENV_KWARGS = {"image_size": 40, "variant": 0, "max_episode_steps": 25}
-# Table 3: task set -> (clip range, entropy coefficient).
+# Table 3: task set -> (clip range, entropy coefficient); the CPU configs deviate on task set 1 (ppo.yml's header).
 TABLE3 = {1: (0.6, 1e-2), 2: (0.2, 2e-4), 3: (0.5, 5e-3)}
+CPU_SETS = {**TABLE3, 1: (0.2, 0.0)}
 
 
 def run_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -83,7 +84,7 @@ def test_smoke_run_saves_model_config_and_logs(smoke_run):
     # Plain yaml (no python tags): the merged config that was run, -params and -n applied.
     config = yaml.safe_load((params / "config.yml").read_text())
     assert config["n_steps"] == 128 and config["n_epochs"] == 1 and config["n_timesteps"] == 256
-    assert config["clip_range"] == 0.6 and config["ent_coef"] == pytest.approx(1e-2)  # reach: task set 1
+    assert config["clip_range"] == 0.2 and config["ent_coef"] == 0.0  # reach: task set 1, CPU deviation
     assert config["gae_lambda"] == 0.92 and config["policy"] == "MultiInputPolicy"  # from `default:`
     assert config["env_kwargs"]["image_size"] == 40
     args = yaml.safe_load((params / "args.yml").read_text())
@@ -101,7 +102,7 @@ def test_smoke_run_saves_model_config_and_logs(smoke_run):
 def test_smoke_run_model_loads_and_evaluates(smoke_run, goal_cache):
     model = PPO.load(smoke_run.run_dir / "reach-v2.zip", device="cpu")
     assert model.n_steps == 128 and model.n_epochs == 1  # -params took effect in the model
-    assert model.clip_range(1.0) == 0.6
+    assert model.clip_range(1.0) == 0.2
     env = Monitor(gym.make("reach-v2", **ENV_KWARGS, goal_cache_dir=goal_cache))
     try:
         assert model.observation_space["observation"].shape[-2:] == (40, 40)
@@ -162,14 +163,14 @@ def test_vecnormalize_of_images_is_refused(tmp_path, goal_cache, capsys):
 # --------------------------------------------------------------------------------------------
 
 
-def test_ppo_yml_covers_the_paper_tasks_with_table3_settings():
+def test_ppo_yml_covers_the_paper_tasks_with_table3_settings_but_set1():
     table = load_zoo_file(PPO_YML)
     for task, task_set in sb3_pvdr.envs.TASK_SETS.items():
         for env_id in (f"{task}-v2", f"{task}-v3"):
             assert env_id in table and env_id in gym.registry, env_id
             hyperparams = lookup_hyperparams(table, env_id)
             check_hyperparams("ppo", PPO, hyperparams)
-            assert (hyperparams["clip_range"], hyperparams["ent_coef"]) == pytest.approx(TABLE3[task_set]), env_id
+            assert (hyperparams["clip_range"], hyperparams["ent_coef"]) == pytest.approx(CPU_SETS[task_set]), env_id
             assert hyperparams["gamma"] == 0.99 and hyperparams["gae_lambda"] == 0.92
             assert hyperparams["max_grad_norm"] == 1.0 and hyperparams["batch_size"] == 100
             assert hyperparams["learning_rate"] == 3e-4 and hyperparams["vf_coef"] == 0.5
