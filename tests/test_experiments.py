@@ -340,3 +340,22 @@ def test_scalars_reports_each_seeds_early_and_late_medians(tmp_path):
     assert "plan/spread" not in table  # logged by no run
     with pytest.raises(SystemExit):  # no run folder at all: one-line error
         experiments_main(["scalars", str(exp), "--results", str(tmp_path / "elsewhere")])
+
+
+def test_comparison_table_tests_each_row_against_the_reference_seed_by_seed():
+    from sb3_pvdr.experiments.results import comparison_table, permutation_p
+
+    # exact: 3 vs 3 fully separated is 2 of the 20 splits; identical samples are no evidence at all
+    assert permutation_p([10, 11, 12], [0, 1, 2]) == pytest.approx(0.1)
+    assert permutation_p([5, 5, 5], [5, 5, 5]) == pytest.approx(1.0)
+    assert np.isnan(permutation_p([1.0], [2.0, 3.0]))
+    spec = parse_experiment({**TINY, "seeds": [0, 1, 2], "reference": "ppo-a"})
+    stats = {"ppo-a/reach-v2/0": {"successes": 1, "episodes": 10}, "ppo-a/reach-v2/1": {"successes": 0, "episodes": 10},
+             "ppo-a/reach-v2/2": {"successes": 2, "episodes": 10}, "ppo-b/reach-v2/0": {"successes": 5, "episodes": 10},
+             "ppo-b/reach-v2/1": {"successes": 4, "episodes": 8}, "ppo-b/reach-v2/2": {"successes": 0, "episodes": 0}}
+    table = comparison_table(spec, stats, "ppo-a")
+    assert "| reach-v2 | ppo-a | 10 / 0 / 20 | 10.0 | – | – |" in table
+    # seed 2 of ppo-b finished no episode: left out, so 2 seeds against 3 (1 of the 10 splits as extreme, both sides: 0.2)
+    assert "| reach-v2 | ppo-b | 50 / 50 | 50.0 | +40.0 | 0.20 |" in table
+    with pytest.raises(ConfigError, match="reference 'nope' is not a label"):
+        parse_experiment({**TINY, "reference": "nope"})

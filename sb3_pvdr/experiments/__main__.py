@@ -24,6 +24,7 @@ from sb3_pvdr.experiments.results import (
     RUN_STATS_FILE,
     collect_curves,
     collect_run_stats,
+    comparison_table,
     first_success_table,
     machine_info,
     read_curves_csv,
@@ -106,6 +107,10 @@ def write_results(spec: ExperimentSpec, results_dir: Path) -> str:
              + "\nFirst successful training episode of each seed, all training successes, the median approx_kl of the "
              "policy updates and the policy's last action std (read from each run's directory, kept in run_stats.json):\n\n"
              + first_success_table(spec, results_dir / "runs", stats, old_rows))
+    if spec.reference is not None:
+        table += (f"\nEach row's training successes seed by seed against `{spec.reference}` (exact permutation test over "
+                  "seeds, two-sided; with 3 seeds a row against 3 the smallest possible p is 0.10):\n\n"
+                  + comparison_table(spec, stats, spec.reference))
     (results_dir / "table.md").write_text(table)
     (results_dir / "experiment.yml").write_text(spec.source)
     write_json_atomic(results_dir / "meta.json", {"experiment": spec.name, "machine": machine_info(),

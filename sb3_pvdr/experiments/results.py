@@ -326,6 +326,52 @@ def first_success_table(spec: ExperimentSpec, runs_dir: Path, stats: Optional[di
     return "\n".join(lines) + "\n"
 
 
+def permutation_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided p-value of the difference of means of two small samples (exact permutation test over every split of
+    the pooled values; seeds are few, so no normality is assumed). ``nan`` if either sample has fewer than 2 values."""
+    from scipy.stats import permutation_test
+
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    result = permutation_test((np.asarray(a, float), np.asarray(b, float)), lambda x, y: np.mean(x) - np.mean(y),
+                              permutation_type="independent", alternative="two-sided", n_resamples=np.inf)
+    return float(result.pvalue)
+
+
+def seed_success_shares(spec: ExperimentSpec, stats: dict[str, Any], env: str, label: str) -> dict[int, float]:
+    """Share (%) of each seed's finished training episodes that succeeded, by seed (seeds with stats and episodes)."""
+    shares = {}
+    for run in spec.runs:
+        st = stats.get(run.key)
+        if run.env == env and run.label == label and st is not None and st["episodes"]:
+            shares[run.seed] = 100.0 * st["successes"] / st["episodes"]
+    return shares
+
+
+def comparison_table(spec: ExperimentSpec, stats: dict[str, Any], reference: str) -> str:
+    """Markdown table: each row's per-seed share of successful training episodes against the ``reference`` row's
+    (difference of the means in points, two-sided exact permutation p over seeds): whether a change helps, with
+    the uncertainty that a handful of seeds leaves."""
+    lines = [f"| env | label | successful training episodes per seed (%) | mean | vs {reference}: difference (points) | p |",
+             "|---|---|---|---|---|---|"]
+    for env in spec.envs:
+        ref = seed_success_shares(spec, stats, env, reference)
+        for label in spec.labels:
+            shares = seed_success_shares(spec, stats, env, label)
+            if not shares:
+                continue
+            per_seed = " / ".join(f"{v:.0f}" for v in shares.values())
+            mean = float(np.mean(list(shares.values())))
+            if label == reference or not ref:
+                diff, p = "–", "–"
+            else:
+                diff = f"{mean - float(np.mean(list(ref.values()))):+.1f}"
+                value = permutation_p(list(shares.values()), list(ref.values()))
+                p = "–" if np.isnan(value) else f"{value:.2f}"
+            lines.append(f"| {env} | {label} | {per_seed} | {mean:.1f} | {diff} | {p} |")
+    return "\n".join(lines) + "\n"
+
+
 def table_rows(markdown: str, header_start: str) -> dict[tuple[str, str], str]:
     """The rows of the markdown table that follows the line starting with ``header_start``, by ``(env, label)``."""
     rows, inside = {}, False

@@ -9,6 +9,7 @@ An experiment file is yaml::
     seeds: [0, 1, 2]
     envs: [reach-v2]
     budgets: [10000, 20000, 40000]   # env steps of the success table (default: n/4, n/2, n)
+    reference: pvdr                  # optional: every other row's per-seed training success vs this row's (table.md)
     runs:
       - {label: pvdr, algo: pvdr}
       - {label: pvdr-no-pretrain, algo: pvdr, params: {pretrained: false}}
@@ -28,7 +29,8 @@ import yaml
 
 from sb3_pvdr.common.errors import ConfigError
 
-TOP_KEYS = {"name", "n_timesteps", "eval_freq", "eval_episodes", "seeds", "envs", "budgets", "runs", "params", "env_kwargs"}
+TOP_KEYS = {"name", "n_timesteps", "eval_freq", "eval_episodes", "seeds", "envs", "budgets", "runs", "params", "env_kwargs",
+            "reference"}
 RUN_KEYS = {"label", "algo", "n_timesteps", "eval_freq", "eval_episodes", "seeds", "envs", "params", "env_kwargs", "conf_file"}
 INHERITED = ("n_timesteps", "eval_freq", "eval_episodes", "seeds", "envs")
 
@@ -77,12 +79,14 @@ class ExperimentSpec:
     :param runs: the matrix, one :class:`RunSpec` per (label, env, seed)
     :param budgets: env-step budgets of the success table
     :param source: the file's text (copied next to the results)
+    :param reference: label of the row every other row is compared with, seed by seed (``None``: no comparison)
     """
 
     name: str
     runs: tuple[RunSpec, ...]
     budgets: tuple[int, ...]
     source: str = ""
+    reference: Optional[str] = None
 
     @property
     def labels(self) -> list[str]:
@@ -175,7 +179,10 @@ def parse_experiment(data: dict[str, Any], default_name: str = "experiment", sou
     n_max = max(run.n_timesteps for run in runs)
     budgets = data.get("budgets") or [n_max // 4, n_max // 2, n_max]
     budgets = tuple(_positive_int(b, "budgets[]") for b in _list(budgets, "budgets"))
-    return ExperimentSpec(name, tuple(runs), budgets, source)
+    reference = data.get("reference")
+    if reference is not None and str(reference) not in labels:
+        raise ConfigError(f"reference {reference!r} is not a label of this experiment ({', '.join(sorted(labels))})")
+    return ExperimentSpec(name, tuple(runs), budgets, source, None if reference is None else str(reference))
 
 
 def load_experiment(path: Union[str, Path]) -> ExperimentSpec:
