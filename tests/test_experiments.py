@@ -359,3 +359,16 @@ def test_comparison_table_tests_each_row_against_the_reference_seed_by_seed():
     assert "| reach-v2 | ppo-b | 50 / 50 | 50.0 | +40.0 | 0.20 |" in table
     with pytest.raises(ConfigError, match="reference 'nope' is not a label"):
         parse_experiment({**TINY, "reference": "nope"})
+
+
+def test_first_evaluation_table_reports_when_each_seed_first_scored_and_whether_it_held():
+    from sb3_pvdr.experiments.results import first_evaluation_table
+
+    spec = parse_experiment({**TINY, "seeds": [0, 1, 2]})
+    curve = {0: [(100, 0.0), (200, 1.0)], 1: [(100, 1.0), (200, 0.4)]}  # seed 2: no evaluation here
+    rows = [{"label": "ppo-a", "env": "reach-v2", "seed": seed, "timesteps": t, "success_rate": v}
+            for seed, points in curve.items() for t, v in reversed(points)]  # unordered on purpose
+    table = first_evaluation_table(spec, rows)
+    assert "| reach-v2 | ppo-a | 0.2 / 0.1 / ? | 1 of 2 |" in table
+    assert "| reach-v2 | ppo-a | – / – / ? | 0 of 2 |" in first_evaluation_table(spec, [{**r, "success_rate": 0.2} for r in rows])
+    assert "| reach-v2 | ppo-b | ? / ? / ? | 0 of 0 |" in table  # a row with no evaluation here at all

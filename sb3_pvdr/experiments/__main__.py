@@ -25,6 +25,7 @@ from sb3_pvdr.experiments.results import (
     collect_curves,
     collect_run_stats,
     comparison_table,
+    first_evaluation_table,
     first_success_table,
     machine_info,
     read_curves_csv,
@@ -106,7 +107,9 @@ def write_results(spec: ExperimentSpec, results_dir: Path) -> str:
              + success_table(spec, rows, key="train_success_rate")
              + "\nFirst successful training episode of each seed, all training successes, the median approx_kl of the "
              "policy updates and the policy's last action std (read from each run's directory, kept in run_stats.json):\n\n"
-             + first_success_table(spec, results_dir / "runs", stats, old_rows))
+             + first_success_table(spec, results_dir / "runs", stats, old_rows)
+             + "\nFirst evaluation at 100% success of each seed (deterministic policy), and whether it held to the last "
+             "evaluation:\n\n" + first_evaluation_table(spec, rows))
     if spec.reference is not None:
         table += (f"\nEach row's training successes seed by seed against `{spec.reference}` (exact permutation test over "
                   "seeds, two-sided; with 3 seeds a row against 3 the smallest possible p is 0.10):\n\n"

@@ -454,6 +454,32 @@ def success_table(spec: ExperimentSpec, rows: list[dict[str, Any]], key: str = "
     return "\n".join(lines) + "\n"
 
 
+def first_evaluation_table(spec: ExperimentSpec, rows: list[dict[str, Any]], threshold: float = 1.0) -> str:
+    """Markdown table: per row, the env steps of each seed's first evaluation with a success rate of at least
+    ``threshold`` (``–``: none in the evaluations it has, ``?``: no evaluation here) and how many seeds scored at
+    least that at their last evaluation (whether it was held)."""
+    lines = [f"| env | label | first evaluation at >= {100 * threshold:.0f}% (k steps), per seed | seeds at >= "
+             f"{100 * threshold:.0f}% at their last evaluation |", "|---|---|---|---|"]
+    for env in spec.envs:
+        for label in spec.labels:
+            seeds = sorted({r.seed for r in spec.runs if r.label == label and r.env == env})
+            if not seeds:
+                continue
+            firsts, held, evaluated = [], 0, 0
+            for seed in seeds:
+                points = sorted((r for r in rows if (r["label"], r["env"], r["seed"]) == (label, env, seed)),
+                                key=lambda r: r["timesteps"])
+                if not points:
+                    firsts.append("?")
+                    continue
+                hits = [p["timesteps"] for p in points if p["success_rate"] >= threshold]
+                firsts.append(f"{hits[0] / 1000:g}" if hits else "–")
+                evaluated += 1
+                held += int(points[-1]["success_rate"] >= threshold)
+            lines.append(f"| {env} | {label} | {' / '.join(firsts)} | {held} of {evaluated} |")
+    return "\n".join(lines) + "\n"
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, instruction-set flags that matter for speed, cores, torch version, git commit."""
     info: dict[str, Any] = {"platform": platform.platform(), "cores": os.cpu_count()}
