@@ -62,6 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=123, help="env seed (variants)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--load-checkpoint", type=int, default=None, help="rl_model_<N>_steps.zip instead of the final model")
     args = parser.parse_args(argv)
     if args.episodes <= 0:
         parser.error("--episodes must be positive")
@@ -71,7 +72,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
 
     result: dict[str, Any] = {"run": args.folder, "algo": args.algo, "env": args.env, "episodes": args.episodes}
     for deterministic in (True, False):
-        model, env, path = load_run(args.algo, args.env, folder=args.folder, seed=args.seed)  # same variants per mode
+        model, env, path = load_run(args.algo, args.env, folder=args.folder, seed=args.seed,  # same variants per mode
+                                    load_checkpoint=args.load_checkpoint)
         result["model"] = path
         result["deterministic" if deterministic else "stochastic"] = play(model, env, args.episodes, deterministic)
         env.close()
