@@ -425,6 +425,14 @@ def value_at(points: list[dict[str, Any]], budget: int, key: str = "success_rate
     return max(reached, key=lambda p: p["timesteps"])[key]
 
 
+def points_by_run(rows: list[dict[str, Any]]) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
+    """Curve rows grouped by ``(label, env, seed)``, each run's points in order of env steps."""
+    runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        runs.setdefault((row["label"], row["env"], row["seed"]), []).append(row)
+    return {key: sorted(points, key=lambda r: r["timesteps"]) for key, points in runs.items()}
+
+
 def success_table(spec: ExperimentSpec, rows: list[dict[str, Any]], key: str = "success_rate") -> str:
     """Markdown table: success rate (%) mean +- std over seeds at each budget, and wall-clock per 10k env steps.
 
@@ -433,6 +441,7 @@ def success_table(spec: ExperimentSpec, rows: list[dict[str, Any]], key: str = "
     """
     header = ["env", "label", *[f"{b // 1000}k" if b % 1000 == 0 else str(b) for b in spec.budgets], "s / 10k steps"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    by_run = points_by_run(rows)
     for env in spec.envs:
         for label in spec.labels:
             seeds = sorted({r.seed for r in spec.runs if r.label == label and r.env == env})
@@ -440,13 +449,12 @@ def success_table(spec: ExperimentSpec, rows: list[dict[str, Any]], key: str = "
                 continue
             cells = [env, label]
             for budget in spec.budgets:
-                values = [value_at([r for r in rows if r["label"] == label and r["env"] == env and r["seed"] == s], budget, key)
-                          for s in seeds]
+                values = [value_at(by_run.get((label, env, s), []), budget, key) for s in seeds]
                 values = [100 * v for v in values if v is not None and not np.isnan(v)]
                 cells.append(f"{np.mean(values):.0f} ± {np.std(values):.0f} (n={len(values)})" if values else "–")
             speeds = []
             for s in seeds:
-                pts = [r for r in rows if r["label"] == label and r["env"] == env and r["seed"] == s]
+                pts = by_run.get((label, env, s), [])
                 if pts and pts[-1]["timesteps"] > 0:
                     speeds.append(1e4 * pts[-1]["wall_time_s"] / pts[-1]["timesteps"])
             cells.append(f"{np.mean(speeds):.0f}" if speeds else "–")
@@ -460,6 +468,7 @@ def first_evaluation_table(spec: ExperimentSpec, rows: list[dict[str, Any]], thr
     least that at their last evaluation (whether it was held)."""
     lines = [f"| env | label | first evaluation at >= {100 * threshold:.0f}% (k steps), per seed | seeds at >= "
              f"{100 * threshold:.0f}% at their last evaluation |", "|---|---|---|---|"]
+    by_run = points_by_run(rows)
     for env in spec.envs:
         for label in spec.labels:
             seeds = sorted({r.seed for r in spec.runs if r.label == label and r.env == env})
@@ -467,8 +476,7 @@ def first_evaluation_table(spec: ExperimentSpec, rows: list[dict[str, Any]], thr
                 continue
             firsts, held, evaluated = [], 0, 0
             for seed in seeds:
-                points = sorted((r for r in rows if (r["label"], r["env"], r["seed"]) == (label, env, seed)),
-                                key=lambda r: r["timesteps"])
+                points = by_run.get((label, env, seed), [])
                 if not points:
                     firsts.append("?")
                     continue
