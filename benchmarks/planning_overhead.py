@@ -262,6 +262,10 @@ def training_steps_per_second(algo: str, env_id: str, rollouts: int, seed: int, 
 @cli_entry
 def main() -> None:
     args = parse_args()
+    if args.pvdr_params:  # a typo fails here in one line, not after the acting benchmarks
+        from sb3_pvdr.zoo import check_hyperparams
+
+        check_hyperparams("pvdr", PVDR, {"policy": "PVDRPolicy", **args.pvdr_params}, source="--pvdr-params")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
