@@ -94,16 +94,19 @@ def r2(pred: th.Tensor, target: th.Tensor) -> float:
 
 
 def fit(arch: str, target: str, train: dict[str, np.ndarray], tests: dict[str, dict[str, np.ndarray]], steps: int, seed: int,
-        inputs: str = "z") -> dict[str, Any]:
+        inputs: str = "z", codebook: str | None = None) -> dict[str, Any]:
     """Fit PVDR's policy network (``inputs="z"``: context + posterior z, what L_act sees) or the token-PPO network
-    on the context and the real future frames themselves (``inputs="frames"``: what z could at best tell)."""
+    on the context and the real future frames themselves (``inputs="frames"``: what z could at best tell).
+    ``codebook``: embed the tokens with that tokenizer's frozen codebook instead of a fresh table."""
     from sb3_pvdr.ppo_tokens import TokenGoalPolicy
     from sb3_pvdr.pvdr import PVDRPolicy
 
     th.manual_seed(seed)
     m, h, w = train["context"].shape[1:]
     l = train["future"].shape[1]  # noqa: E741
-    kwargs = dict(dim=64, depth=3, heads=4, ff_dim=128) if arch == "transformer" else dict(arch="cnn")
+    kwargs: dict[str, Any] = dict(dim=64, depth=3, heads=4, ff_dim=128) if arch == "transformer" else dict(arch="cnn")
+    if codebook is not None:
+        kwargs["codebook"] = codebook
     action_space = spaces.Box(-1, 1, (4,), np.float32)
     if inputs == "z":
         space = spaces.Dict({
@@ -144,7 +147,7 @@ def fit(arch: str, target: str, train: dict[str, np.ndarray], tests: dict[str, d
                 result[f"{name}/r2_xyz_{key}"] = round(r2(pred[:, :3], th.as_tensor(data[key])[:, :3]), 4)
             cos = th.nn.functional.cosine_similarity(pred[:, :3], th.as_tensor(data["action"])[:, :3], dim=-1)
             result[f"{name}/cos_xyz_action"] = round(float(cos.mean()), 4)
-    print(f"  {inputs:6s} {arch:11s} target {target:11s} {result}", flush=True)
+    print(f"  {inputs:6s} {arch:11s}{' codebook' if codebook else ''} target {target:11s} {result}", flush=True)
     return result
 
 
@@ -159,6 +162,7 @@ def main() -> None:
     parser.add_argument("--targets", default="action,window_mean")
     parser.add_argument("--model", default="metaworld-64", help="shipped model (or tokenizer checkpoint with --dynamics)")
     parser.add_argument("--dynamics", default=None, help="dynamics checkpoint (default: --model's); its frame_step is used")
+    parser.add_argument("--codebook", action="store_true", help="embed tokens with the tokenizer's frozen codebook (policy kwarg codebook)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -183,7 +187,7 @@ def main() -> None:
         data["z"] = posterior(dynamics, data)
     print(f"{len(train['z'])} train windows, {len(tests['random']['z'])} / {len(tests['expert']['z'])} random / expert "
           f"test windows in {time.perf_counter() - t0:.0f} s", flush=True)
-    results: dict[str, Any] = {"task": args.task, "model": args.model, "dynamics": args.dynamics or args.model, "m": m, "l": l,
+    results: dict[str, Any] = {"task": args.task, "model": args.model, "codebook": args.codebook, "dynamics": args.dynamics or args.model, "m": m, "l": l,
                                "frame_step": k, "train_windows": len(train["z"]), "train_steps": args.train_steps, "fits": {}}
     for target in args.targets.split(","):
         results["fits"][f"ridge/{target}"] = ridge_fit(target, train, tests)
@@ -191,7 +195,9 @@ def main() -> None:
         for arch in args.archs.split(","):
             for target in args.targets.split(","):
                 key = f"{arch}/{target}" if inputs == "z" else f"{inputs}/{arch}/{target}"
-                results["fits"][key] = fit(arch, target, train, tests, args.train_steps, args.seed, inputs)
+                key = f"{key}/codebook" if args.codebook else key
+                codebook = (args.model if args.dynamics is None else resolve(args.model, "tokenizer")) if args.codebook else None
+                results["fits"][key] = fit(arch, target, train, tests, args.train_steps, args.seed, inputs, codebook)
     print(json.dumps(results, indent=1))
     if args.out is not None:
         from sb3_pvdr.experiments.results import write_json_atomic

@@ -4,12 +4,12 @@
 # variants), tokenized with the shipped `metaworld-64` tokenizer (so both models plan in one token space; that
 # tokenizer was trained on the 12 downstream tasks' frames: only the dynamics model is out of domain), then the same
 # recipe as the reference model (scripts/pretrain_reference.sh): 3,000 pre-training steps, the prior re-fitted with
-# the forward KL for 600 + 1,400 steps (the reference model: + 3,000). Resumable: each stage leaves a `.done` marker; an interrupted training stage
+# the forward KL for 600 + 3,000 steps as for the reference model (until 2026-12-01: + 1,400, which left reach's prior-mean accuracy below z = 0's). Resumable: each stage leaves a `.done` marker; an interrupted training stage
 # continues from its last checkpoint when the script is re-run.
 #
 #   bash scripts/pretrain_domain_gap.sh          # outputs under $REF_DIR/gap (default ~/.cache/sb3_pvdr/reference/gap)
 #
-# Sizes (environment variables): GAP_EPISODES=10 per task, GAP_PRETRAIN_STEPS=3000, GAP_PRIOR_LONG_STEPS=1400,
+# Sizes (environment variables): GAP_EPISODES=10 per task, GAP_PRETRAIN_STEPS=3000, GAP_PRIOR_LONG_STEPS=3000,
 # REF_THREADS=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ GAP_DIR="${REF_DIR:-$HOME/.cache/sb3_pvdr/reference}/gap"
 EPISODES="${GAP_EPISODES:-10}"
 VAL_EPISODES="${GAP_VAL_EPISODES:-2}"
 PRETRAIN_STEPS="${GAP_PRETRAIN_STEPS:-3000}"
-PRIOR_LONG_STEPS="${GAP_PRIOR_LONG_STEPS:-1400}"
+PRIOR_LONG_STEPS="${GAP_PRIOR_LONG_STEPS:-3000}"
 THREADS="${REF_THREADS:-1}"
 TOKENIZER="${GAP_TOKENIZER:-metaworld-64}"
 mkdir -p "$GAP_DIR"
