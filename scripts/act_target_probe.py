@@ -94,10 +94,11 @@ def r2(pred: th.Tensor, target: th.Tensor) -> float:
 
 
 def fit(arch: str, target: str, train: dict[str, np.ndarray], tests: dict[str, dict[str, np.ndarray]], steps: int, seed: int,
-        inputs: str = "z", codebook: str | None = None) -> dict[str, Any]:
+        inputs: str = "z", codebook: str | None = None, num_tokens: int = 256) -> dict[str, Any]:
     """Fit PVDR's policy network (``inputs="z"``: context + posterior z, what L_act sees) or the token-PPO network
     on the context and the real future frames themselves (``inputs="frames"``: what z could at best tell).
-    ``codebook``: embed the tokens with that tokenizer's frozen codebook instead of a fresh table."""
+    ``codebook``: embed the tokens with that tokenizer's frozen codebook instead of a fresh table; ``num_tokens``: the
+    tokenizer's codebook size."""
     from sb3_pvdr.ppo_tokens import TokenGoalPolicy
     from sb3_pvdr.pvdr import PVDRPolicy
 
@@ -110,14 +111,14 @@ def fit(arch: str, target: str, train: dict[str, np.ndarray], tests: dict[str, d
     action_space = spaces.Box(-1, 1, (4,), np.float32)
     if inputs == "z":
         space = spaces.Dict({
-            "context_tokens": spaces.Box(0, 255, (m, h, w), np.int64),
+            "context_tokens": spaces.Box(0, num_tokens - 1, (m, h, w), np.int64),
             "z_star": spaces.Box(-np.inf, np.inf, train["z"].shape[1:], np.float32),
         })
         policy = PVDRPolicy(space, action_space, lambda _: 3e-4, features_extractor_kwargs=kwargs)
     else:  # the whole clip as "context", its last frame in the goal's place
         space = spaces.Dict({
-            "context_tokens": spaces.Box(0, 255, (m + l, h, w), np.int64),
-            "goal_tokens": spaces.Box(0, 255, (1, h, w), np.int64),
+            "context_tokens": spaces.Box(0, num_tokens - 1, (m + l, h, w), np.int64),
+            "goal_tokens": spaces.Box(0, num_tokens - 1, (1, h, w), np.int64),
         })
         policy = TokenGoalPolicy(space, action_space, lambda _: 3e-4, features_extractor_kwargs=kwargs)
     optimizer = th.optim.Adam(policy.parameters(), lr=3e-4)
@@ -197,7 +198,8 @@ def main() -> None:
                 key = f"{arch}/{target}" if inputs == "z" else f"{inputs}/{arch}/{target}"
                 key = f"{key}/codebook" if args.codebook else key
                 codebook = (args.model if args.dynamics is None else resolve(args.model, "tokenizer")) if args.codebook else None
-                results["fits"][key] = fit(arch, target, train, tests, args.train_steps, args.seed, inputs, codebook)
+                results["fits"][key] = fit(arch, target, train, tests, args.train_steps, args.seed, inputs, codebook,
+                                           tokenizer.codebook_size)
     print(json.dumps(results, indent=1))
     if args.out is not None:
         from sb3_pvdr.experiments.results import write_json_atomic

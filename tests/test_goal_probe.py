@@ -102,6 +102,33 @@ def test_act_target_probe_windows_follow_the_models_frame_step():
     assert np.array_equal(data["context"][0][0], data["context"][0][1])  # o_0 stands in before the start
 
 
+def test_act_target_probe_fits_on_frames_and_through_the_frozen_codebook(tmp_path):
+    """scripts/act_target_probe.py --inputs frames --codebook: both inputs fit, and the codebook changes the network."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from test_planning import tiny_models
+
+    spec = importlib.util.spec_from_file_location("act_target_probe", Path(__file__).parent.parent / "scripts" / "act_target_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    tokenizer, dynamics = tiny_models(l=2)
+    tokenizer.save(tmp_path / "tok.pt")
+    data = probe.episodes("reach-v2", 1, 8, 0, False, tokenizer, 2, 2)
+    data["z"] = probe.posterior(dynamics, data)
+    results = {}
+    for inputs in ("z", "frames"):
+        for codebook in (None, str(tmp_path / "tok.pt")):
+            results[inputs, codebook] = probe.fit("cnn", "window_mean", data, {"random": data}, 3, 0, inputs, codebook, 16)
+    for result in results.values():
+        assert set(result) >= {"seconds", "random/r2_xyz_window_mean", "random/cos_xyz_action"}
+        assert np.isfinite(result["random/r2_xyz_window_mean"])
+    for inputs in ("z", "frames"):  # same seed, same data: only the embedding differs
+        assert results[inputs, None]["random/r2_xyz_window_mean"] != results[inputs, str(tmp_path / "tok.pt")]["random/r2_xyz_window_mean"]
+
+
 def test_reward_probe_pixel_distance_rises_with_the_hands_distance_to_the_goal():
     """scripts/reward_probe.py on 3 short episodes (random, fixed push, expert): the env's pixel reward tracks the hand."""
     import importlib.util
