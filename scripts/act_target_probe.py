@@ -192,12 +192,12 @@ def main() -> None:
                                "frame_step": k, "train_windows": len(train["z"]), "train_steps": args.train_steps, "fits": {}}
     for target in args.targets.split(","):
         results["fits"][f"ridge/{target}"] = ridge_fit(target, train, tests)
+    codebook = args.model if args.codebook else None  # the extractor resolves the name or path to the tokenizer's codebook
     for inputs in args.inputs.split(","):
         for arch in args.archs.split(","):
             for target in args.targets.split(","):
                 key = f"{arch}/{target}" if inputs == "z" else f"{inputs}/{arch}/{target}"
                 key = f"{key}/codebook" if args.codebook else key
-                codebook = (args.model if args.dynamics is None else resolve(args.model, "tokenizer")) if args.codebook else None
                 results["fits"][key] = fit(arch, target, train, tests, args.train_steps, args.seed, inputs, codebook,
                                            tokenizer.codebook_size)
     print(json.dumps(results, indent=1))
