@@ -638,3 +638,70 @@ def test_update_on_finetune_trains_the_policy_on_fine_tuning_rollouts_too():
         model.train()
         changed = any(not torch.equal(v, policy_before[k]) for k, v in model.policy.state_dict().items())
         assert changed == flag
+
+
+def make_plan_env(models=None, replan_every: int = 1):
+    tokenizer, dynamics = models if models is not None else tiny_models()
+    return make_vec_env(
+        lambda: PlanningWrapper(FakeImageGoalEnv(max_steps=10), tokenizer, dynamics, n_candidates=3, replan_every=replan_every,
+                                observe_plan=True, seed=0),
+        n_envs=1,
+        seed=0,
+    )
+
+
+def test_observed_plan_is_the_chosen_plan_shifted_by_its_age():
+    tokenizer, dynamics = tiny_models()
+    env = PlanningWrapper(FakeImageGoalEnv(max_steps=10), tokenizer, dynamics, n_candidates=3, replan_every=3, observe_plan=True)
+    obs, info = env.reset(seed=0)
+    l = dynamics.config.l  # noqa: E741
+    assert env.observation_space["plan_tokens"].shape == (l, *dynamics.grid_size)
+    assert env.observation_space.contains(obs)
+    np.testing.assert_array_equal(obs["plan_tokens"], info["plan_tokens"])
+    plan = info["plan_tokens"]
+    for age in (1, 2):  # the plan is held: its first `age` frames are past, the last one fills in
+        obs, *_, info = env.step(env.action_space.sample())
+        assert info["plan_offset"] == age
+        np.testing.assert_array_equal(obs["plan_tokens"][: l - age], plan[age:])
+        np.testing.assert_array_equal(obs["plan_tokens"][l - age :], np.repeat(plan[-1:], age, axis=0))
+    obs, *_, info = env.step(env.action_space.sample())  # a new plan
+    assert info["plan_offset"] == 0
+    np.testing.assert_array_equal(obs["plan_tokens"], info["plan_tokens"])
+    assert "plan_tokens" not in PlanningWrapper(FakeImageGoalEnv(), tokenizer, dynamics).observation_space.spaces
+
+
+def test_plan_aligner_reads_the_plan_and_lact_feeds_it_the_real_future():
+    from sb3_pvdr.pvdr import PVDRFeaturesExtractor
+
+    models = tiny_models()
+    with pytest.raises(ConfigError, match="observe_plan=True"):
+        PVDRFeaturesExtractor(make_env(models).observation_space, dim=16, inputs="plan")
+    env = make_plan_env(models)
+    with pytest.raises(ConfigError, match="inputs must be one of"):
+        PVDRFeaturesExtractor(env.observation_space, inputs="goal")
+    extractor_kwargs = dict(dim=16, arch="cnn", cnn_features=32, inputs="plan")
+    model = make_model(env, finetune_rollouts=0, policy_kwargs=dict(features_extractor_kwargs=extractor_kwargs))
+    extractor = model.policy.features_extractor
+    assert not hasattr(extractor, "z_proj")  # z* itself is not read
+    batch = {k: torch.as_tensor(v).float() for k, v in env.reset().items()}
+    other = dict(batch, plan_tokens=(batch["plan_tokens"] + 1) % (batch["plan_tokens"].max() + 2))
+    with torch.no_grad():
+        assert not torch.allclose(extractor(batch), extractor(other))  # the plan reaches the features
+        assert torch.allclose(extractor(batch), extractor(dict(batch, z_star=batch["z_star"] + 1)))  # z* does not
+
+    collect(model)
+    model._compute_alignment_targets()
+    buffer = model.rollout_buffer
+    futures, mask = buffer.future_tokens()
+    np.testing.assert_array_equal(buffer.futures[mask], futures[mask])
+    assert not buffer.latents.any()  # no posterior z_t computed for an aligner that does not read it
+    sample = next(buffer.get(batch_size=24))
+    # L_act's input: the real future y_t in the plan's place (not the plan the policy acted on)
+    seen = {}
+    original = model.policy.get_distribution
+    model.policy.get_distribution = lambda obs: seen.setdefault("obs", obs) and original(obs)
+    loss = model.alignment_loss(sample)
+    model.policy.get_distribution = original
+    assert loss is not None and torch.isfinite(loss)
+    torch.testing.assert_close(seen["obs"]["plan_tokens"], sample.futures[sample.align_mask])
+    model.learn(48)  # PPO + L_act end to end

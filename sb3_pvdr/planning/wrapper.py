@@ -1,7 +1,10 @@
 """Gymnasium wrapper that turns the image-goal env into PVDR's planning MDP (paper §4.2-4.3).
 
 Observation: ``Dict(context_tokens=(m, h, w) int64, z_star=(h, w, d_z) float32)``, i.e. the state
-(x_t, z_t*) of the MDP in which the action alignment module Pi is a policy. The reward is the env's
+(x_t, z_t*) of the MDP in which the action alignment module Pi is a policy. With ``observe_plan`` it also holds
+``plan_tokens=(l, h, w) int64``: the chosen plan D(x, z*) from the current step on (a plan held for ``offset`` steps is
+shifted by them, its last frame repeated), so an aligner can read z* through the frozen decoder (a function of
+(x_t, z_t*) still; L_act then regresses a_t from the real future y_t in its place). The reward is the env's
 (-||o_{t+1} - g||_1 + success reward); the planning-oriented part of eq. (6) is added by the PVDR algorithm
 when it relabels its rollout buffer (it needs frames that arrive up to l steps later), see
 :mod:`sb3_pvdr.planning.relabel`.
@@ -76,6 +79,8 @@ class PlanningWrapper(gym.Wrapper):
         on a CPU with ``avx512_bf16`` (``benchmarks/planning_overhead.py``)
     :param plan_distance: eq. (2)'s plan-to-goal distance over the ``"mean"`` of the l plan frames, the ``"last"``
         one, or the last one blurred (``"last_blurred"``, pixels only; :class:`~sb3_pvdr.planning.Planner`)
+    :param observe_plan: add ``plan_tokens (l, h, w)``, the chosen plan from this step on, to the observation
+        (module docstring); fixed at construction (it changes the observation space)
     :param device: device for models loaded from paths (modules passed in keep their device)
     :param seed: seed of the prior-sampling generator (``reset(seed=...)`` re-seeds it)
     """
@@ -93,6 +98,7 @@ class PlanningWrapper(gym.Wrapper):
         prior_temperature: float = 1.0,
         bf16: Union[bool, str] = False,
         plan_distance: str = "mean",
+        observe_plan: bool = False,
         device: str = "cpu",
         seed: Optional[int] = None,
     ) -> None:
@@ -113,12 +119,14 @@ class PlanningWrapper(gym.Wrapper):
         self.configure(n_candidates=n_candidates, replan_every=replan_every, random_z=random_z, plan_metric=plan_metric,
                        oracle_z=oracle_z, prior_temperature=prior_temperature, bf16=bf16, plan_distance=plan_distance)
         h, w = dynamics.grid_size
-        self.observation_space = spaces.Dict(
-            {
-                "context_tokens": spaces.Box(0, dynamics.codebook_size - 1, (self.m, h, w), dtype=np.int64),
-                "z_star": spaces.Box(-np.inf, np.inf, dynamics.z_shape, dtype=np.float32),
-            }
-        )
+        self.observe_plan = bool(observe_plan)
+        obs_spaces = {
+            "context_tokens": spaces.Box(0, dynamics.codebook_size - 1, (self.m, h, w), dtype=np.int64),
+            "z_star": spaces.Box(-np.inf, np.inf, dynamics.z_shape, dtype=np.float32),
+        }
+        if self.observe_plan:
+            obs_spaces["plan_tokens"] = spaces.Box(0, dynamics.codebook_size - 1, (self.l, h, w), dtype=np.int64)
+        self.observation_space = spaces.Dict(obs_spaces)
         self._generator = torch.Generator(device=self.planner.device)
         if seed is not None:
             self._generator.manual_seed(seed)
@@ -283,7 +291,19 @@ class PlanningWrapper(gym.Wrapper):
         self._context = np.stack([self._frames[i] for i in context_indices(last, self.m, self.frame_step)])
 
     def _observation(self) -> dict[str, np.ndarray]:
-        return {"context_tokens": self._context.copy(), "z_star": self._plan.z_star.cpu().numpy().astype(np.float32)}
+        obs = {"context_tokens": self._context.copy(), "z_star": self._plan.z_star.cpu().numpy().astype(np.float32)}
+        if self.observe_plan:
+            obs["plan_tokens"] = self._plan_from_now()
+        return obs
+
+    def _plan_from_now(self) -> np.ndarray:
+        """The chosen plan's tokens ``(l, h, w)`` from the current step on: a plan made ``offset`` steps ago drops its
+        first ``offset // k`` frames (they are the past now) and repeats its last frame in their place."""
+        tokens = self._plan.tokens.cpu().numpy()
+        shift = min(self._plan_offset // self.frame_step, self.l - 1)
+        if shift == 0:
+            return tokens.copy()
+        return np.concatenate((tokens[shift:], np.repeat(tokens[-1:], shift, axis=0)))
 
     def _plan_info(self, info: dict[str, Any], frame: np.ndarray) -> dict[str, Any]:
         info = dict(info)

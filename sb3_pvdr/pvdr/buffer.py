@@ -10,8 +10,9 @@ the observation (x_t, z_t*) and the action this is the experience e_t = (x_t, y_
 ``compute_returns_and_advantage`` relabels the rewards with eq. (6) first (SB3 calls it at the end of
 ``collect_rollouts``, so advantages and returns use the PVDR reward); the env rewards stay in
 ``env_rewards``. Minibatches also carry ``latents`` (z_t = E(x_t, y_t), filled by the algorithm before its
-update), ``align_mask`` (complete real futures) and ``act_targets`` (the action L_act regresses, also filled by
-the algorithm: a_t, or the mean action of the window), the inputs of L_act (eq. (5)); the last minibatch
+update), ``align_mask`` (complete real futures), ``act_targets`` (the action L_act regresses, also filled by
+the algorithm: a_t, or the mean action of the window) and, when the observation holds ``plan_tokens``, ``futures``
+(the real future tokens y_t that stand in for the plan; else ``None``), the inputs of L_act (eq. (5)); the last minibatch
 handed out is kept in ``current_batch`` for the algorithm's L_act hook.
 """
 
@@ -43,6 +44,7 @@ class PVDRRolloutBufferSamples(NamedTuple):
     latents: th.Tensor
     align_mask: th.Tensor
     act_targets: th.Tensor
+    futures: th.Tensor
 
 
 class PVDRRolloutBuffer(DictRolloutBuffer):
@@ -100,6 +102,8 @@ class PVDRRolloutBuffer(DictRolloutBuffer):
         self.latents = np.zeros((*shape, *self.z_shape), dtype=np.float32)
         self.align_mask = np.zeros(shape, dtype=bool)
         self.act_targets = np.zeros((*shape, self.action_dim), dtype=np.float32)
+        # real futures y_t, the stand-in for the plan in L_act's input when the policy observes plan_tokens
+        self.futures = np.zeros((*shape, self.plan_length, *self.grid), dtype=np.int64) if "plan_tokens" in self.obs_shape else None
         self.current_batch: Optional[PVDRRolloutBufferSamples] = None
 
     def record(self, infos: Sequence[dict[str, Any]], dones: np.ndarray) -> None:
@@ -141,6 +145,7 @@ class PVDRRolloutBuffer(DictRolloutBuffer):
             self._flat_latents = self.swap_and_flatten(self.latents)
             self._flat_align_mask = self.swap_and_flatten(self.align_mask).reshape(-1)
             self._flat_act_targets = self.swap_and_flatten(self.act_targets)
+            self._flat_futures = self.swap_and_flatten(self.futures) if self.futures is not None else None
         yield from super().get(batch_size)  # type: ignore[misc]
 
     def _get_samples(  # type: ignore[override]
@@ -152,6 +157,7 @@ class PVDRRolloutBuffer(DictRolloutBuffer):
             latents=self.to_torch(self._flat_latents[batch_inds]),
             align_mask=th.as_tensor(self._flat_align_mask[batch_inds], device=self.device),
             act_targets=self.to_torch(self._flat_act_targets[batch_inds]),
+            futures=th.as_tensor(self._flat_futures[batch_inds], device=self.device) if self._flat_futures is not None else None,
         )
         return self.current_batch
 

@@ -132,6 +132,7 @@ class STTokenFeaturesExtractor(BaseFeaturesExtractor):
     :param codebook: ``None`` (a fresh token embedding table), or a tokenizer checkpoint path / shipped name whose
         frozen codebook embeds the tokens (:class:`TokenEmbedding`)
     :param cnn_features: output size of the ``"cnn"`` trunk
+    :param prompt_frames: how many grids :meth:`prompt` returns
     """
 
     def __init__(
@@ -148,6 +149,7 @@ class STTokenFeaturesExtractor(BaseFeaturesExtractor):
         arch: str = "transformer",
         codebook: Optional[str] = None,
         cnn_features: int = 256,
+        prompt_frames: int = 1,
     ) -> None:
         name = type(self).__name__
         if not isinstance(observation_space, spaces.Dict) or not {"context_tokens", prompt_key} <= set(observation_space.spaces):
@@ -157,28 +159,29 @@ class STTokenFeaturesExtractor(BaseFeaturesExtractor):
         if arch not in ARCHS:
             raise ConfigError(f"{name}: arch must be one of {ARCHS}, got {arch!r}")
         m, h, w = observation_space["context_tokens"].shape
+        frames = prompt_frames + m  # grids the trunk sees
         if arch == "cnn":
             features = cnn_features
         else:
-            features = (m + 1) * dim if pool == "mean" else m * dim + h * w * dim
+            features = frames * dim if pool == "mean" else (frames - 1) * dim + h * w * dim
         super().__init__(observation_space, features_dim=features)
         self.pool, self.arch = pool, arch
         num_tokens = int(observation_space["context_tokens"].high.max()) + 1
         self.embed = TokenEmbedding(num_tokens, dim, load_codebook(codebook) if codebook is not None else None)
         if arch == "cnn":
-            self.cnn = GridCNN((m + 1) * dim, (h, w), features_dim=cnn_features)
+            self.cnn = GridCNN(frames * dim, (h, w), features_dim=cnn_features)
             return
-        self.pos = STPositionalEmbedding(dim, m + 1, (h, w))
+        self.pos = STPositionalEmbedding(dim, frames, (h, w))
         window = tuple(window) if window is not None else _default_window((h, w))
         self.transformer = STTransformer(dim, depth, heads, ff_dim, window, causal=False, dropout=dropout)
 
     def prompt(self, observations: dict[str, th.Tensor]) -> th.Tensor:
-        """The prompt frame ``(b, 1, h, w, d)``."""
+        """The prompt grids ``(b, prompt_frames, h, w, d)``."""
         raise NotImplementedError
 
     def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
         tokens = observations["context_tokens"].long()  # SB3 hands Box observations over as float
-        frames = th.cat((self.prompt(observations), self.embed(tokens)), dim=1)  # (b, 1 + m, h, w, d)
+        frames = th.cat((self.prompt(observations), self.embed(tokens)), dim=1)  # (b, prompt_frames + m, h, w, d)
         if self.arch == "cnn":
             return self.cnn(frames)
         hidden = self.transformer(self.pos(frames))  # (b, 1 + m, h, w, d)
@@ -188,10 +191,20 @@ class STTokenFeaturesExtractor(BaseFeaturesExtractor):
         return th.cat((pooled, rearrange(hidden[:, -1], "b h w d -> b (h w d)")), dim=1)
 
 
-class PVDRFeaturesExtractor(STTokenFeaturesExtractor):
-    """ST transformer over [z* prompt grid, x_{t-m+1}, ..., x_t] token grids.
+INPUTS = ("z", "plan", "z+plan")
 
-    :param observation_space: the planning wrapper's ``Dict(context_tokens (m, h, w), z_star (h, w, d_z))``
+
+class PVDRFeaturesExtractor(STTokenFeaturesExtractor):
+    """ST transformer (or grid CNN) over [prompt grids, x_{t-m+1}, ..., x_t].
+
+    The prompt (``inputs``) is z* (the paper: its ``(h, w, d_z)`` grid projected to ``dim``), the chosen plan's l
+    token grids D(x_t, z*) (the planning wrapper's ``observe_plan``; embedded like the context), or both. The plan
+    is a function of (x_t, z*) through the frozen decoder, so the aligner is still Pi(x_t, z*); unlike z it shows
+    where the arm will be (scripts/act_target_probe.py: a window's mean action is readable from the real future
+    frames' tokens, held-out R^2 0.13-0.33, not from its posterior z, -0.16 to -0.13).
+
+    :param observation_space: the planning wrapper's ``Dict(context_tokens (m, h, w), z_star (h, w, d_z)
+        [, plan_tokens (l, h, w)])``
     :param dim: feature dimension of the transformer
     :param depth: ST units (paper: 3)
     :param heads: attention heads (paper: 4)
@@ -202,6 +215,7 @@ class PVDRFeaturesExtractor(STTokenFeaturesExtractor):
     :param arch: ``"transformer"`` or ``"cnn"`` (:class:`STTokenFeaturesExtractor`)
     :param codebook: ``None`` or a tokenizer whose frozen codebook embeds the tokens
     :param cnn_features: output size of the ``"cnn"`` trunk
+    :param inputs: ``"z"`` (the paper), ``"plan"`` or ``"z+plan"``
     """
 
     def __init__(
@@ -217,12 +231,28 @@ class PVDRFeaturesExtractor(STTokenFeaturesExtractor):
         arch: str = "transformer",
         codebook: Optional[str] = None,
         cnn_features: int = 256,
+        inputs: str = "z",
     ) -> None:
-        super().__init__(observation_space, "z_star", dim, depth, heads, ff_dim, window, dropout, pool, arch, codebook, cnn_features)
-        self.z_proj = nn.Linear(observation_space["z_star"].shape[-1], dim)
+        if inputs not in INPUTS:
+            raise ConfigError(f"PVDRFeaturesExtractor: inputs must be one of {INPUTS}, got {inputs!r}")
+        self.uses_z, self.uses_plan = "z" in inputs.split("+"), "plan" in inputs.split("+")
+        if self.uses_plan and (not isinstance(observation_space, spaces.Dict) or "plan_tokens" not in observation_space.spaces):
+            raise ConfigError(f"PVDRFeaturesExtractor inputs={inputs!r} needs plan_tokens in the observation: "
+                              f"wrap the env in PlanningWrapper(..., observe_plan=True)")
+        plan_frames = observation_space["plan_tokens"].shape[0] if self.uses_plan else 0
+        super().__init__(observation_space, "z_star", dim, depth, heads, ff_dim, window, dropout, pool, arch, codebook,
+                         cnn_features, prompt_frames=int(self.uses_z) + plan_frames)
+        self.inputs = inputs
+        if self.uses_z:
+            self.z_proj = nn.Linear(observation_space["z_star"].shape[-1], dim)
 
     def prompt(self, observations: dict[str, th.Tensor]) -> th.Tensor:
-        return rearrange(self.z_proj(observations["z_star"]), "b h w d -> b 1 h w d")
+        grids = []
+        if self.uses_z:
+            grids.append(rearrange(self.z_proj(observations["z_star"]), "b h w d -> b 1 h w d"))
+        if self.uses_plan:
+            grids.append(self.embed(observations["plan_tokens"].long()))  # (b, l, h, w, d)
+        return th.cat(grids, dim=1)
 
 
-__all__ = ["ARCHS", "POOLS", "GridCNN", "PVDRFeaturesExtractor", "STTokenFeaturesExtractor", "TokenEmbedding", "load_codebook"]
+__all__ = ["ARCHS", "INPUTS", "POOLS", "GridCNN", "PVDRFeaturesExtractor", "STTokenFeaturesExtractor", "TokenEmbedding", "load_codebook"]

@@ -366,12 +366,15 @@ class PVDR(PPO):
         if not bool(mask.any()):
             return None
         observations = {"context_tokens": batch.observations["context_tokens"][mask], "z_star": batch.latents[mask]}
+        if batch.futures is not None:  # an aligner that reads the plan D(x_t, z*) reads the real future y_t here
+            observations["plan_tokens"] = batch.futures[mask]
         predicted = self.policy.get_distribution(observations).mode()
         return th.linalg.vector_norm(batch.act_targets[mask] - predicted, dim=-1).mean()
 
     @th.no_grad()
     def _compute_alignment_targets(self, chunk: int = 256) -> None:
-        """Fill ``rollout_buffer.latents`` with z_t = E(x_t, y_t).mean and ``align_mask`` with complete futures."""
+        """Fill ``rollout_buffer.latents`` with z_t = E(x_t, y_t).mean (not computed when the aligner does not read z),
+        ``futures`` with y_t (when the observation holds the plan) and ``align_mask`` with complete futures."""
         buffer = self.rollout_buffer
         futures, mask = buffer.future_tokens()
         contexts = buffer.observations["context_tokens"]
@@ -379,8 +382,11 @@ class PVDR(PPO):
         flat_x = contexts.reshape(-1, *contexts.shape[2:])[rows]
         flat_y = futures.reshape(-1, *futures.shape[2:])[rows]
         latents = np.zeros((mask.size, *buffer.latents.shape[2:]), dtype=np.float32)
+        if buffer.futures is not None:
+            buffer.futures = futures
+        uses_z = getattr(self.policy.features_extractor, "uses_z", True)  # an aligner on the plan alone needs no z_t
         with eval_mode(self.dynamics), bf16_autocast(self.use_bf16, self.device):
-            for start in range(0, len(flat_x), chunk):
+            for start in range(0, len(flat_x) if uses_z else 0, chunk):
                 x = th.as_tensor(flat_x[start : start + chunk], device=self.device)
                 y = th.as_tensor(flat_y[start : start + chunk], device=self.device)
                 latents[rows[start : start + chunk]] = self.dynamics.posterior(x, y).mode().cpu().numpy()
