@@ -94,6 +94,9 @@ class Args:
     --train-vec-env subproc the main process only runs the updates while the workers act, so 2 uses both cores there)"""
     aligner: Optional[str] = None
     """aligner trunk of the PVDR agent, transformer or cnn (default: zoo_configs/pvdr.yml's policy_kwargs)"""
+    aligner_inputs: Optional[str] = None
+    """what the PVDR aligner reads: z, plan or z+plan (the planning wrapper then observes the plan; default:
+    zoo_configs/pvdr.yml's policy_kwargs)"""
     bf16: Optional[str] = None
     """bf16 autocast of the PVDR agent's planning models: true, false or auto (default: zoo_configs/pvdr.yml's bf16)"""
     pvdr_params: Optional[dict] = None
@@ -207,8 +210,8 @@ def print_breakdown(label: str, totals: dict[str, float], steps: int, elapsed: f
             print(f"    {stage:<32s}{1000 * seconds / steps:8.2f}")
 
 
-def pvdr_yaml_policy_kwargs(env_id: str, aligner: Optional[str]) -> dict:
-    """``zoo_configs/pvdr.yml``'s policy_kwargs for ``env_id``, with the aligner's ``arch`` replaced when given."""
+def pvdr_yaml_policy_kwargs(env_id: str, aligner: Optional[str], inputs: Optional[str] = None) -> dict:
+    """``zoo_configs/pvdr.yml``'s policy_kwargs for ``env_id``, with the aligner's ``arch`` / ``inputs`` replaced when given."""
     from sb3_pvdr.zoo import default_conf_file, load_zoo_file, lookup_hyperparams, resolve_policy_kwargs
 
     kwargs = resolve_policy_kwargs(lookup_hyperparams(load_zoo_file(default_conf_file("pvdr")), env_id).get("policy_kwargs", {}))
@@ -216,6 +219,12 @@ def pvdr_yaml_policy_kwargs(env_id: str, aligner: Optional[str]) -> dict:
         if aligner not in ("transformer", "cnn"):
             raise ConfigError(f"--aligner must be transformer or cnn, got {aligner!r}")
         kwargs["features_extractor_kwargs"] = {**kwargs.get("features_extractor_kwargs", {}), "arch": aligner}
+    if inputs is not None:
+        from sb3_pvdr.pvdr.extractor import INPUTS
+
+        if inputs not in INPUTS:
+            raise ConfigError(f"--aligner-inputs must be one of {INPUTS}, got {inputs!r}")
+        kwargs["features_extractor_kwargs"] = {**kwargs.get("features_extractor_kwargs", {}), "inputs": inputs}
     return kwargs
 
 
@@ -280,8 +289,9 @@ def main() -> None:
     # ------------------------------------------------------------------ agents
     ppo_env = DummyVecEnv([make])
     ppo = PPO("MultiInputPolicy", ppo_env, seed=args.seed, device="cpu", policy_kwargs=dict(features_extractor_kwargs=dict(cnn_output_dim=256), net_arch=dict(pi=[256], vf=[256])))
-    pvdr_env = DummyVecEnv([lambda: PlanningWrapper(make(), tokenizer, dynamics, seed=args.seed)])
-    pvdr_policy_kwargs = pvdr_yaml_policy_kwargs(args.env, args.aligner)
+    pvdr_policy_kwargs = pvdr_yaml_policy_kwargs(args.env, args.aligner, args.aligner_inputs)
+    observe_plan = "plan" in pvdr_policy_kwargs.get("features_extractor_kwargs", {}).get("inputs", "z")
+    pvdr_env = DummyVecEnv([lambda: PlanningWrapper(make(), tokenizer, dynamics, seed=args.seed, observe_plan=observe_plan)])
     bf16 = pvdr_yaml_bf16(args.env, args.bf16)
     pvdr = PVDR("PVDRPolicy", pvdr_env, seed=args.seed, device="cpu", n_candidates=args.n_candidates, replan_every=args.replan_every,
                 plan_metric=args.plan_metric, policy_kwargs=pvdr_policy_kwargs, bf16=bf16)
@@ -328,7 +338,7 @@ def main() -> None:
 
     # ------------------------------------------------------------------ training env steps/s (SB3 time/fps)
     if args.train_rollouts > 0:
-        wrapper = lambda env: PlanningWrapper(env, tokenizer, dynamics, seed=args.seed)  # noqa: E731
+        wrapper = lambda env: PlanningWrapper(env, tokenizer, dynamics, seed=args.seed, observe_plan=observe_plan)  # noqa: E731
         if args.train_vec_env not in ("dummy", "subproc"):
             raise ConfigError(f"--train-vec-env must be dummy or subproc, got {args.train_vec_env!r}")
         torch.set_num_threads(args.train_threads)
