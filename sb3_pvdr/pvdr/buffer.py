@@ -44,7 +44,7 @@ class PVDRRolloutBufferSamples(NamedTuple):
     latents: th.Tensor
     align_mask: th.Tensor
     act_targets: th.Tensor
-    futures: th.Tensor
+    futures: Optional[th.Tensor]
 
 
 class PVDRRolloutBuffer(DictRolloutBuffer):

@@ -235,14 +235,14 @@ class PVDRFeaturesExtractor(STTokenFeaturesExtractor):
     ) -> None:
         if inputs not in INPUTS:
             raise ConfigError(f"PVDRFeaturesExtractor: inputs must be one of {INPUTS}, got {inputs!r}")
-        self.uses_z, self.uses_plan = "z" in inputs.split("+"), "plan" in inputs.split("+")
+        parts = inputs.split("+")
+        self.uses_z, self.uses_plan = "z" in parts, "plan" in parts
         if self.uses_plan and (not isinstance(observation_space, spaces.Dict) or "plan_tokens" not in observation_space.spaces):
             raise ConfigError(f"PVDRFeaturesExtractor inputs={inputs!r} needs plan_tokens in the observation: "
                               f"wrap the env in PlanningWrapper(..., observe_plan=True)")
         plan_frames = observation_space["plan_tokens"].shape[0] if self.uses_plan else 0
         super().__init__(observation_space, "z_star", dim, depth, heads, ff_dim, window, dropout, pool, arch, codebook,
                          cnn_features, prompt_frames=int(self.uses_z) + plan_frames)
-        self.inputs = inputs
         if self.uses_z:
             self.z_proj = nn.Linear(observation_space["z_star"].shape[-1], dim)
 
