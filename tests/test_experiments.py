@@ -372,3 +372,45 @@ def test_first_evaluation_table_reports_when_each_seed_first_scored_and_whether_
     assert "| reach-v2 | ppo-a | 0.2 / 0.1 / ? | 1 of 2 |" in table
     assert "| reach-v2 | ppo-a | – / – / ? | 0 of 2 |" in first_evaluation_table(spec, [{**r, "success_rate": 0.2} for r in rows])
     assert "| reach-v2 | ppo-b | ? / ? / ? | 0 of 0 |" in table  # a row with no evaluation here at all
+
+
+def test_lact_fit_probe_relates_each_runs_act_loss_to_its_training_successes(tmp_path):
+    """scripts/lact_fit_probe.py: per PVDR run the second-half medians of act_loss / approx_kl and the success share;
+    across runs the fit / no-fit split and Spearman's rho (runs whose L_act fell succeeded less, here by design)."""
+    import importlib.util
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    root = Path(__file__).resolve().parent.parent
+    module_spec = importlib.util.spec_from_file_location("lact_fit_probe", root / "scripts" / "lact_fit_probe.py")
+    probe = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(probe)
+
+    exp = write_experiment(tmp_path, seeds=[0, 1, 2, 3], runs=[{"label": "pvdr", "algo": "pvdr"}, {"label": "ppo", "algo": "ppo"}])
+    spec = load_experiment(exp)
+    runs_dir = tmp_path / "results" / "tiny" / "runs"
+    # seeds 0-1: L_act falls 1.4 -> 0.8, KL large, 1 success in 4; seeds 2-3: L_act stays 1.4, KL small, 3 in 4
+    for run in spec.runs:
+        run_dir = runs_dir / run.relpath
+        fits = run.seed < 2
+        _write_segment(run_dir / "pvdr" / "r_1", [(100, i == 0 if fits else i > 0) for i in range(4)], [100])
+        (run_dir / "segments.json").write_text(json.dumps([{"folder": "pvdr/r_1", "start": 0}]))
+        if run.algo != "pvdr":
+            continue
+        writer = SummaryWriter(str(run_dir / "tensorboard" / "reach-v2" / "PVDR_1"))
+        for step in range(6):
+            writer.add_scalar("train/act_loss", 1.4 - (0.6 * step / 5 if fits else 0.0) + 0.01 * run.seed, step)
+            writer.add_scalar("train/approx_kl", 1.0 if fits else 0.02, step)
+        writer.close()
+    rows = probe.collect([str(exp)], min_episodes=4, results=str(tmp_path / "results"))
+    assert sorted((r["label"], r["seed"]) for r in rows) == [("pvdr", s) for s in range(4)]  # ppo logged no L_act
+    by_seed = {r["seed"]: r for r in rows}
+    assert by_seed[0]["act_loss"] == pytest.approx(1.4 - 0.6 * 4 / 5, abs=1e-5)  # median of steps 3-5
+    assert by_seed[0]["success"] == 25.0 and by_seed[2]["success"] == 75.0 and by_seed[2]["success_late"] == 100.0
+    result = probe.summary(rows, fit_threshold=1.2)
+    assert result["fits"]["runs"] == 2 and result["does_not_fit"]["runs"] == 2
+    assert result["fits"]["success_mean"] == 25.0 and result["does_not_fit"]["success_mean"] == 75.0
+    assert result["fits"]["approx_kl_median"] == 1.0
+    assert result["spearman_act_loss_vs_success"]["rho"] > 0.8
+    with pytest.raises(SystemExit, match="at least 4"):
+        probe.main([str(exp), "--results", str(tmp_path / "nowhere")])
