@@ -370,3 +370,30 @@ def test_train_cli_subprocess_exit_code(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: data not found") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_encoder_distill_probe_compares_student_tokens_with_the_teachers(tmp_path):
+    """scripts/encoder_distill_probe.py: a student distilled onto a tiny teacher reports token agreement, PSNR of the
+    teacher's decoder on both token sets and the teacher's own code ambiguity; a student with another grid is refused."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("encoder_distill_probe", Path(__file__).resolve().parent.parent / "scripts" / "encoder_distill_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    teacher = tiny_tokenizer()
+    teacher.save(tmp_path / "tok.pt")
+    data = write_episodes(tmp_path / "train", n_episodes=4, length=8)
+    val = write_episodes(tmp_path / "val", n_episodes=1, length=8)
+    common = ["--tokenizer", str(tmp_path / "tok.pt"), "--data", str(data), "--val-data", str(val), "--batch-size", "4",
+              "--channels", "8", "--json", str(tmp_path / "r.json")]
+    # patch 4, three levels at 4x4 (no downsampling left): 16 px -> 4x4 tokens, the teacher's grid
+    short = probe.main(common + ["--patch-size", "4", "--channel-mult", "1,1,1", "--steps", "2", "--lr", "1e-6"])
+    report = probe.main(common + ["--patch-size", "4", "--channel-mult", "1,1,1", "--steps", "150", "--lr", "3e-3"])
+    assert json.loads((tmp_path / "r.json").read_text()) == report
+    assert 0.0 <= report["token_agreement"] <= 1.0 and report["token_agreement"] > short["token_agreement"]
+    assert report["final_loss"] < short["final_loss"]
+    assert 0.0 <= report["teacher_ambiguity_5pct"] <= report["teacher_ambiguity_10pct"] <= 1.0
+    assert np.isfinite(report["psnr_student_tokens"]) and np.isfinite(report["psnr_teacher_tokens"])  # tiny teacher: ~8 dB
+    with pytest.raises(SystemExit, match="grid"):
+        probe.main(common + ["--patch-size", "2", "--channel-mult", "1,1"])  # 2 px per token: 8x8 tokens
