@@ -58,17 +58,19 @@ def run_row(run_dir: Path) -> Optional[dict[str, Any]]:
     }
 
 
-def collect(experiments: Sequence[str], min_episodes: int, results: str = "results") -> list[dict[str, Any]]:
+def collect(experiments: Sequence[str], min_episodes: int, results: str = "results",
+            labels: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
     """One row per PVDR run of the experiment files that logged L_act and finished ``min_episodes`` episodes.
 
     :param results: the runner's results folder (runs under ``<results>/<experiment name>/runs``)
+    :param labels: only the runs of these rows (``None``: every PVDR row)
     """
     rows = []
     for path in experiments:
         spec = load_experiment(path)
         runs_dir = Path(results) / spec.name / "runs"
         for run in spec.runs:
-            if run.algo != "pvdr":
+            if run.algo != "pvdr" or (labels is not None and run.label not in labels):
                 continue
             row = run_row(runs_dir / run.relpath)
             if row is None or row["episodes"] < min_episodes:
@@ -110,6 +112,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--fit-threshold", type=float, default=1.2,
                         help="second-half median act_loss below which L_act counts as fitting (start: ~1.4)")
     parser.add_argument("--min-episodes", type=int, default=40, help="skip runs with fewer finished training episodes")
+    parser.add_argument("--labels", nargs="+", default=None, help="only these rows (default: every PVDR row)")
     parser.add_argument("--results", default="results", help="the experiment runner's results folder")
     parser.add_argument("--out", default=None, help="folder for runs.csv and summary.json (printed either way)")
     return parser.parse_args(argv)
@@ -118,7 +121,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 @cli_entry
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     args = parse_args(argv)
-    rows = collect(args.experiments, args.min_episodes, args.results)
+    rows = collect(args.experiments, args.min_episodes, args.results, args.labels)
     if len(rows) < 4:
         raise SystemExit(f"error: {len(rows)} PVDR runs with L_act logged under {args.results}; the probe needs at least 4")
     result = summary(rows, args.fit_threshold)

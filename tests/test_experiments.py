@@ -402,6 +402,7 @@ def test_lact_fit_probe_relates_each_runs_act_loss_to_its_training_successes(tmp
             writer.add_scalar("train/act_loss", 1.4 - (0.6 * step / 5 if fits else 0.0) + 0.01 * run.seed, step)
             writer.add_scalar("train/approx_kl", 1.0 if fits else 0.02, step)
         writer.close()
+    assert probe.collect([str(exp)], min_episodes=4, results=str(tmp_path / "results"), labels=["ppo"]) == []
     rows = probe.collect([str(exp)], min_episodes=4, results=str(tmp_path / "results"))
     assert sorted((r["label"], r["seed"]) for r in rows) == [("pvdr", s) for s in range(4)]  # ppo logged no L_act
     by_seed = {r["seed"]: r for r in rows}
