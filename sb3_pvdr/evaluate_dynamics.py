@@ -90,8 +90,9 @@ def load_dynamics(path: str) -> tuple[VisualDynamicsModel, Optional[int]]:
 
 @torch.no_grad()
 def evaluate(model: VisualDynamicsModel, x: torch.Tensor, y: torch.Tensor, n_prior: int, batch_size: int,
-             generator: torch.Generator) -> dict[str, Any]:
-    """Accuracies for z = posterior mean, z ~ prior (``n_prior`` samples) and z = 0."""
+             generator: torch.Generator, goal: Optional[torch.Tensor] = None) -> dict[str, Any]:
+    """Accuracies for z = posterior mean, z ~ prior (``n_prior`` samples) and z = 0 (``goal``: the clips' goal
+    tokens ``(n, h, w)`` for a goal-conditioned prior)."""
     sums: dict[str, float] = {}
     per_frame: dict[str, torch.Tensor] = {}
     n = x.shape[0]
@@ -100,7 +101,7 @@ def evaluate(model: VisualDynamicsModel, x: torch.Tensor, y: torch.Tensor, n_pri
         b = xb.shape[0]
         changed = yb != xb[:, -1:]  # tokens that differ from the last context frame
         post = model.posterior(xb, yb).mode()
-        prior = model.prior(xb)
+        prior = model.prior(xb, None if goal is None else goal[start : start + batch_size])
         priors = [prior.mean + prior.std * torch.randn(prior.mean.shape, generator=generator) for _ in range(n_prior)]
         zs = {"posterior": post, "prior_mean": prior.mode(), "zero": torch.zeros_like(post)}
         prior_gen = []
@@ -178,7 +179,7 @@ def evaluate_task(model: VisualDynamicsModel, tokenizer: Any, task: str, variant
         tokens = tokenizer.encode(torch.from_numpy(frames)).long()  # (m + l, h, w)
         x, y = tokens[None, :m], tokens[None, m:]
         changed = y != x[:, -1:]
-        prior = model.prior(x)
+        prior = model.prior(x, tokenizer.encode(goal[None]).long())
         z_post = model.posterior(x, y).mode()
         for name, z in (("posterior", z_post), ("prior_mean", prior.mode()), ("zero", torch.zeros_like(z_post))):
             hit = (model.generate(x, z) == y).float()
@@ -225,12 +226,12 @@ def print_task_report(task: str, r: dict[str, Any], candidates: tuple[int, ...])
 
 @torch.no_grad()
 def labelled_grid(model: VisualDynamicsModel, tokenizer: Any, x: torch.Tensor, y: torch.Tensor, n_prior: int,
-                  generator: torch.Generator) -> np.ndarray:
+                  generator: torch.Generator, goal: Optional[torch.Tensor] = None) -> np.ndarray:
     """For each clip: row 'true' = context | true future; row 'post' = context | future from the posterior
     mean; rows 'prior i' = context | future from prior sample i. A label strip on the left."""
     import cv2
 
-    prior = model.prior(x)
+    prior = model.prior(x, goal)
     preds = [model.generate(x, model.posterior(x, y).mode())]
     preds += [model.generate(x, prior.mean + prior.std * torch.randn(prior.mean.shape, generator=generator))
               for _ in range(n_prior)]
@@ -348,11 +349,13 @@ def main(argv: Optional[list[str]] = None) -> None:
             Path(args.json).write_text(json.dumps(report, indent=2))
         return
     check_tokens_match(Path(args.data), tokenizer)
-    dataset = TokenClipDataset(args.data, model.config.m, model.config.l, frame_step=model.config.frame_step)
-    x, y = fixed_batch(dataset, args.clips)
+    dataset = TokenClipDataset(args.data, model.config.m, model.config.l, frame_step=model.config.frame_step,
+                               goal=model.config.prior_goal)
+    x, y, *goal = fixed_batch(dataset, args.clips)
+    goal = goal[0] if goal else None
     generator = torch.Generator().manual_seed(args.seed)
 
-    result = evaluate(model, x, y, args.prior_samples, args.batch_size, generator)
+    result = evaluate(model, x, y, args.prior_samples, args.batch_size, generator, goal)
     result.update(model=str(args.model), step=step, clips=int(x.shape[0]), prior_samples=args.prior_samples,
                   data=str(args.data))
     result.update({k: v for k, v in report.items() if k not in result})
@@ -372,7 +375,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         motion = (y != x[:, -1:]).float().mean(dim=(1, 2, 3))
         pick = motion.argsort(descending=True)[: args.grid_clips]
         gx, gy = x[pick], y[pick]
-        image = labelled_grid(model, tokenizer, gx, gy, args.prior_samples, generator)
+        image = labelled_grid(model, tokenizer, gx, gy, args.prior_samples, generator,
+                              None if goal is None else goal[pick])
         from PIL import Image
 
         Path(args.png).parent.mkdir(parents=True, exist_ok=True)

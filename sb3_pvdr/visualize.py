@@ -84,9 +84,11 @@ def run_env_kwargs_of(model_path: Path, env_id: str) -> dict[str, Any]:
 
 
 @th.no_grad()
-def prior_actions(model: Any, context: th.Tensor, n: int, seed: int = 0, deterministic: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def prior_actions(model: Any, context: th.Tensor, n: int, seed: int = 0, deterministic: bool = True,
+                  goal: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """
     ``n`` latents z ~ P(. | x) for one context x, and the aligner's actions for (x, z).
+    ``goal``: the goal image ``(H, W, 3)`` uint8, for a goal-conditioned prior (``prior_goal``).
 
     :param model: a PVDR model (``dynamics``, ``policy``)
     :param context: context tokens ``(m, h, w)``
@@ -96,7 +98,8 @@ def prior_actions(model: Any, context: th.Tensor, n: int, seed: int = 0, determi
     x = context[None].to(device)
     model.dynamics.eval()
     model.policy.set_training_mode(False)
-    prior = model.dynamics.prior(x)
+    goal_tokens = model.tokenizer.encode(goal[None]).long().to(device) if goal is not None else None
+    prior = model.dynamics.prior(x, goal_tokens)
     expanded = DiagonalGaussian(prior.mean.expand(n, *prior.mean.shape[1:]), prior.logvar.expand(n, *prior.logvar.shape[1:]))
     z = expanded.sample(generator=th.Generator(device=device).manual_seed(seed))
     actions = []
@@ -160,7 +163,8 @@ def tsne(args: argparse.Namespace) -> dict[str, Any]:
         obs, info = env.reset(seed=args.seed)
     finally:
         env.close()
-    z, actions = prior_actions(model, th.as_tensor(obs["context_tokens"]), args.samples, args.seed, deterministic=not args.stochastic)
+    z, actions = prior_actions(model, th.as_tensor(obs["context_tokens"]), args.samples, args.seed,
+                               deterministic=not args.stochastic, goal=info["goal"])
     points = embed_tsne(z, args.seed, args.perplexity)
     colors = action_colors(actions)
     kind = "sampled" if args.stochastic else "mean"

@@ -393,3 +393,34 @@ def test_prior_kl_direction():
     assert reverse.mean() > 5 * forward.mean()
     with pytest.raises(ConfigError, match="prior_kl"):
         DynamicsConfig(**tiny, prior_kl="both")
+
+
+def test_goal_conditioned_prior_reads_the_goal_and_starts_from_a_context_prior():
+    torch.manual_seed(0)
+    base = VisualDynamicsModel(TINY).eval()
+    goal_model = VisualDynamicsModel(dataclasses.replace(TINY, prior_goal=True)).eval()
+    x, y = clip(2)
+    g = torch.randint(0, TINY.codebook_size, (2, *TINY.grid))
+    with pytest.raises(DataError, match="goal"):
+        goal_model.prior(x)
+    p1, p2 = goal_model.prior(x, g), goal_model.prior(x, (g + 1) % TINY.codebook_size)
+    assert p1.mean.shape == (2, *goal_model.z_shape)
+    assert not torch.allclose(p1.mean, p2.mean)  # the goal frame reaches the prior
+    shared = goal_model.prior(x, g[:1])  # one goal shared by the batch
+    torch.testing.assert_close(shared.mean[0], p1.mean[0])
+    torch.testing.assert_close(base.prior(x, g).mean, base.prior(x).mean)  # a context-only prior ignores it
+    total, parts = goal_model.loss(x, y, goal=g)
+    assert torch.isfinite(total) and parts.kl_prior > 0
+    # initialised from a context-only model: every weight carried over, the goal frame's time row kept
+    goal_model.load_weights_from(base)
+    for name, value in base.state_dict().items():
+        own = goal_model.state_dict()[name]
+        if name == "prior_net.pos.time":
+            assert own.shape[0] == value.shape[0] + 1
+            torch.testing.assert_close(own[: value.shape[0]], value)
+        else:
+            torch.testing.assert_close(own, value)
+    with pytest.raises(CheckpointError):
+        VisualDynamicsModel(dataclasses.replace(TINY, dim=16, heads=2)).load_weights_from(base)
+    with pytest.raises(ConfigError, match="prior_goal"):
+        DynamicsConfig(prior_goal="yes")

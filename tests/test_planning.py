@@ -30,8 +30,9 @@ IMAGE = 16
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
-def tiny_models(seed: int = 0, l: int = 3) -> tuple[VQTokenizer, VisualDynamicsModel]:  # noqa: E741
-    """A 16x16 -> 4x4 tokenizer with 16 codes and a matching one-layer dynamics model (untrained)."""
+def tiny_models(seed: int = 0, l: int = 3, prior_goal: bool = False) -> tuple[VQTokenizer, VisualDynamicsModel]:  # noqa: E741
+    """A 16x16 -> 4x4 tokenizer with 16 codes and a matching one-layer dynamics model (untrained; ``prior_goal``:
+    its prior reads the goal)."""
     torch.manual_seed(seed)
     tok_cfg = TokenizerConfig.profile(
         "cpu", image_size=IMAGE, channels=8, channel_mult=(1, 2, 2), z_channels=8, code_dim=8, codebook_size=16,
@@ -40,7 +41,7 @@ def tiny_models(seed: int = 0, l: int = 3) -> tuple[VQTokenizer, VisualDynamicsM
     tokenizer = VQTokenizer(tok_cfg).eval()
     dyn_cfg = DynamicsConfig(
         codebook_size=16, grid=tokenizer.grid_size, m=2, l=l, z_dim=4, dim=16, ff_dim=32, heads=2,
-        depth_encoder=1, depth_prior=1, depth_decoder=1, window=(2, 2),
+        depth_encoder=1, depth_prior=1, depth_decoder=1, window=(2, 2), prior_goal=prior_goal,
     )
     return tokenizer, VisualDynamicsModel(dyn_cfg).eval()
 
@@ -432,3 +433,26 @@ def test_bf16_switch_resolves_auto_from_the_hardware_and_rejects_other_values(mo
     assert env.bf16
     env.configure(bf16=False)
     assert not env.bf16
+
+
+def test_goal_conditioned_prior_plans_from_the_goal_image():
+    """prior_goal: the wrapper hands the goal's tokens to the prior, so z* changes with the goal (same seed)."""
+    models = tiny_models(prior_goal=True)
+    with torch.no_grad():  # make the goal frame's time embedding matter in an untrained model
+        models[1].prior_net.pos.time[-1].normal_(0, 1.0)
+    stars = []
+    for goal_pos in ([12, 12], [0, 12]):
+        env = PlanningWrapper(FakeImageGoalEnv(), *models, n_candidates=1, seed=0)
+        env.unwrapped.goal_pos = np.array(goal_pos)
+        obs, _ = env.reset(seed=0)
+        stars.append(obs["z_star"])
+    assert not np.allclose(*stars)
+    planner = env.planner
+    ctx = torch.as_tensor(obs["context_tokens"])
+    goal = torch.as_tensor(env.unwrapped._obs()["desired_goal"])
+    with pytest.raises(DataError, match="goal"):
+        planner.plan(ctx, planner.frame_target(goal[None])[0], 2)
+    z_image = planner.plan(ctx, goal, 2, generator=torch.Generator().manual_seed(0)).z_star
+    z_tokens = planner.plan(ctx, planner.frame_target(goal[None])[0], 2, generator=torch.Generator().manual_seed(0),
+                            goal_tokens=planner.tokenizer.encode(goal[None])[0]).z_star
+    torch.testing.assert_close(z_image, z_tokens)

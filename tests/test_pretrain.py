@@ -397,3 +397,29 @@ def test_init_from_and_train_only_refit_the_prior_alone(setup: dict[str, Path], 
         main(["--data", str(setup["data"]), "--tokenizer", str(setup["tokenizer"]), "--out", str(tmp_path / "bad"),
               "--config", str(bad), "--steps", "1"])
     assert not (tmp_path / "bad").exists()
+
+
+def test_goal_conditioned_prior_refit_uses_the_episode_last_frame(setup: dict[str, Path], tmp_path: Path) -> None:
+    """prior_goal: clips come with their episode's last frame as the goal; init_from a context-only model works."""
+    from sb3_pvdr.video import TokenClipDataset
+
+    data = TokenClipDataset(setup["data"], 2, 2, goal=True)
+    x, y, g = data[len(data) - 1]
+    episode, start = data.locate(len(data) - 1)
+    last = data.tokens[int(data.episodes[episode, 1]) - 1]
+    assert g.shape == GRID and np.array_equal(g.numpy(), last)
+    assert np.array_equal(data[0][2].numpy(), data.tokens[int(data.episodes[0, 1]) - 1])
+    main(cli(setup, "--steps", "2"))
+    config = tmp_path / "goal.yml"
+    config.write_text(yaml.safe_dump({"model": {**TINY_MODEL, "prior_kl": "forward", "prior_goal": True},
+                                      "init_from": str(setup["out"] / "dynamics.pt"), "train_only": ["prior"],
+                                      "batch_size": 2, "lr": 1e-2, "warmup_steps": 0, "image_every": 1, "val_every": 1,
+                                      "val_batches": 1}))
+    out = tmp_path / "goal"
+    main(["--data", str(setup["data"]), "--val-data", str(setup["val"]), "--tokenizer", str(setup["tokenizer"]),
+          "--out", str(out), "--config", str(config), "--steps", "2", "--threads", "1", "--no-progress"])
+    model = VisualDynamicsModel.load(out / "dynamics.pt")
+    assert model.config.prior_goal
+    with pytest.raises(Exception, match="goal"):
+        model.prior(torch.as_tensor(x[None]))
+    assert model.prior(x[None], g[None]).mean.shape == (1, *model.z_shape)

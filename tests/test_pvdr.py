@@ -206,6 +206,25 @@ def test_goal_term_of_the_prior_loss_reaches_the_prior():
     assert parts0["goal"].item() == 0.0 and loss0.item() == pytest.approx(parts0["kl_prior"].item())
 
 
+def test_prior_loss_of_a_goal_conditioned_prior_reads_the_goal_images():
+    tokenizer, dynamics = tiny_models(prior_goal=True)
+    with torch.no_grad():
+        dynamics.prior_net.pos.time[-1].normal_(0, 1.0)
+    torch.manual_seed(0)
+    x, y = torch.randint(0, 16, (3, 2, 4, 4)), torch.randint(0, 16, (3, 3, 4, 4))
+    goals = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8)
+    kl = [prior_loss(dynamics, tokenizer, x, y, g, lambda_2=0.0)[1]["kl_prior"].item() for g in (goals, 255 - goals)]
+    assert kl[0] != pytest.approx(kl[1])
+
+
+def test_learn_with_a_goal_conditioned_prior_fine_tunes_it():
+    models = tiny_models(prior_goal=True)
+    model = make_model(make_env(models), finetune_rollouts=1)
+    before = [p.detach().clone() for p in model.dynamics.prior_net.parameters()]
+    model.learn(48)  # a fine-tuning rollout (planning with the goal's tokens, L_prior on them), then an alignment one
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.dynamics.prior_net.parameters()))
+
+
 def test_reconstruction_loss_matches_the_pretraining_recon_term():
     torch.manual_seed(0)
     _, dynamics = tiny_models()

@@ -56,6 +56,11 @@ class DynamicsConfig:
         the goal probe take every ``frame_step``-th frame, so the l plan frames cover ``l * frame_step`` steps.
         1 is the paper's (its l = 6 frames cover 6 steps of small arm motion at 64 px; larger steps make the
         futures of one context differ more, issue "Shipped pre-trained models").
+    :param prior_goal: the prior reads the goal's token grid as one more frame after the context, P(z | x, g)
+        (pre-training: hindsight, the last frame of the clip's episode; online: the env's goal image). A deviation
+        from the paper's P(z | x), made for goals that change per reset: a context-only prior cannot know where an
+        unseen goal is, so its candidates (and the chosen z*) carry no goal (``evaluate_dynamics --goal-probe``).
+        ``False`` is the paper's.
     """
 
     codebook_size: int = 256
@@ -75,6 +80,7 @@ class DynamicsConfig:
     input_corruption: float = 0.0
     prior_kl: str = "reverse"
     frame_step: int = 1
+    prior_goal: bool = False
 
     def __post_init__(self) -> None:
         for name in _TUPLE_FIELDS:
@@ -105,6 +111,8 @@ class DynamicsConfig:
             raise ConfigError(f"DynamicsConfig.input_corruption must be in [0, 1), got {self.input_corruption!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"DynamicsConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.prior_goal, bool):
+            raise ConfigError(f"DynamicsConfig.prior_goal must be true or false, got {self.prior_goal!r}")
 
     @property
     def embed_dim(self) -> int:

@@ -154,7 +154,7 @@ class VisualDynamicsModel(nn.Module):
         c = config
         self.encoder = LatentEncoder(c, c.m + c.l, c.depth_encoder)
         self.posterior_head = nn.Linear(c.dim, 2 * c.z_dim)
-        self.prior_net = LatentEncoder(c, c.m, c.depth_prior)
+        self.prior_net = LatentEncoder(c, c.m + int(c.prior_goal), c.depth_prior)
         self.prior_head = nn.Linear(c.dim, 2 * c.z_dim)
         self.decoder = Decoder(c)
         self.apply(self._init_weights)
@@ -233,9 +233,20 @@ class VisualDynamicsModel(nn.Module):
         mean, logvar = self.posterior_head(features).chunk(2, dim=-1)
         return DiagonalGaussian(mean, logvar)
 
-    def prior(self, x: Tensor) -> DiagonalGaussian:
-        """P(z | x). :param x: ``(B, m, h, w)`` :return: Gaussian over ``(B, h, w, d_z)``"""
+    def prior(self, x: Tensor, goal: Optional[Tensor] = None) -> DiagonalGaussian:
+        """P(z | x), or P(z | x, g) with ``config.prior_goal``.
+
+        :param x: ``(B, m, h, w)``
+        :param goal: the goal's tokens ``(B, h, w)`` (or ``(1, h, w)``, shared); required with ``config.prior_goal``,
+            ignored without it (so callers that know the goal can always pass it)
+        :return: Gaussian over ``(B, h, w, d_z)``
+        """
         x = self._check_tokens(x, self.config.m, "x")
+        if self.config.prior_goal:
+            if goal is None:
+                raise DataError("this dynamics model's prior is goal-conditioned (prior_goal): pass the goal's tokens")
+            goal = self._check_tokens(goal.unsqueeze(1) if goal.dim() == 3 else goal, 1, "goal")
+            x = torch.cat((x, goal.expand(x.shape[0], *goal.shape[1:])), dim=1)  # (B, m + 1, h, w)
         mean, logvar = self.prior_head(self.prior_net(x)).chunk(2, dim=-1)
         return DiagonalGaussian(mean, logvar)
 
@@ -311,19 +322,22 @@ class VisualDynamicsModel(nn.Module):
         noise = torch.randint_like(y, self.config.codebook_size)
         return torch.where(torch.rand(y.shape, device=y.device) < p, noise, y)
 
-    def loss(self, x: Tensor, y: Tensor, lambda_1: float = 1e-3) -> tuple[Tensor, LossBreakdown]:
+    def loss(
+        self, x: Tensor, y: Tensor, lambda_1: float = 1e-3, goal: Optional[Tensor] = None
+    ) -> tuple[Tensor, LossBreakdown]:
         """Pre-training loss L_pre of eq. (1): reconstruction + lambda_1 * bottleneck KL + prior KL.
 
         :param x: context tokens ``(B, m, h, w)``
         :param y: future tokens ``(B, l, h, w)``
         :param lambda_1: weight of KL(q || N(0, I)) (Table 2: 1e-3)
+        :param goal: goal tokens ``(B, h, w)`` for a goal-conditioned prior (``config.prior_goal``)
         :return: total loss and ``LossBreakdown(recon, kl_bottleneck, kl_prior, accuracy)`` (see the
             module docstring for the reductions; ``accuracy`` is detached)
         """
         x = self._check_tokens(x, self.config.m, "x")
         y = self._check_tokens(y, self.config.l, "y")
         q = self.posterior(x, y)
-        p = self.prior(x)
+        p = self.prior(x, goal)
         logits = self.decoder(x, self.corrupt_inputs(y), q.sample()).float()
         # reconstruction: -log D(y | x, z ~ E(x, y)), mean over the l*h*w future tokens
         recon = F.cross_entropy(rearrange(logits, "b t h w k -> (b t h w) k"), rearrange(y, "b t h w -> (b t h w)"))
@@ -352,6 +366,26 @@ class VisualDynamicsModel(nn.Module):
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"{path}: cannot rebuild the visual dynamics model: {exc}") from exc
         return model.to(map_location)
+
+    def load_weights_from(self, other: VisualDynamicsModel) -> None:
+        """Copy ``other``'s weights into this model, which may differ from it only in ``config.prior_goal``: a
+        prior that gains the goal frame keeps ``other``'s prior and its frames' time embeddings (the goal's row
+        keeps its initialisation), so it starts as ``other``'s P(z | x) and learns to read the goal.
+
+        :param other: a model with the same sizes
+        """
+        own = self.state_dict()
+        state = dict(other.state_dict())
+        key = "prior_net.pos.time"
+        if key in state and state[key].shape[1:] == own[key].shape[1:] and state[key].shape != own[key].shape:
+            n = min(state[key].shape[0], own[key].shape[0])
+            table = own[key].clone()
+            table[:n] = state[key][:n]
+            state[key] = table
+        try:
+            self.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"cannot initialise this dynamics model from the given one: {exc}") from exc
 
     def check_tokenizer(self, tokenizer: Any) -> None:
         """Raise :class:`CheckpointError` unless the tokenizer's codebook size and grid match this model.

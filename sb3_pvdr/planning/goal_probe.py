@@ -29,7 +29,7 @@ Behaviour: even episodes sigma-1 random actions (an untrained policy), odd ones 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -84,7 +84,7 @@ def collect_goal_windows(
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, list] = {"episode": [], "variant": [], "goal": [], "to_goal": [], "motion": [], "context": [], "future": [],
-                            "oracle_future": []}
+                            "oracle_future": [], "goal_tokens": []}
     out.update({f"plan@{n}": [] for n in candidates})
     if hand_candidates:
         out.update(cand_last=[], cand_distance=[], oracle_last=[], goal_image=[], frame_tokens=[], frame_hand=[],
@@ -98,6 +98,8 @@ def collect_goal_windows(
             goal = np.asarray(env.unwrapped.metaworld_env._target_pos, dtype=np.float32).copy()
             obs_goal = np.array(obs["desired_goal"])  # (H, W, 3) uint8
             goal_target = planner.frame_target(torch.from_numpy(obs_goal)[None])[0]
+            with torch.inference_mode():
+                goal_tokens = tokenizer.encode(obs_goal[None])[0]  # for a goal-conditioned prior (prior_goal)
             state = env.unwrapped.state_observation()
             frames, hands, starts = [obs["observation"]], [state[:3].copy()], []
             random_actions = ep % 2 == 0
@@ -108,15 +110,18 @@ def collect_goal_windows(
                         ctx = tokenizer.encode(np.stack([frames[i] for i in context_indices(t, m, k)]))
                         oracle = tokenizer.encode(env.unwrapped.expert_future(l * k)[k - 1 :: k])
                     for n in candidates:
-                        out[f"plan@{n}"].append(planner.plan(ctx, goal_target, n, generator=gen, temperature=temperature).z_star.numpy())
+                        out[f"plan@{n}"].append(planner.plan(ctx, goal_target, n, generator=gen, temperature=temperature,
+                                                         goal_tokens=goal_tokens).z_star.numpy())
                     if hand_candidates:
                         last, distance, oracle_last = _candidate_last_frames(planner, ctx, oracle, goal_target,
-                                                                             hand_candidates, temperature, hand_gen)
+                                                                             hand_candidates, temperature, hand_gen,
+                                                                             goal_tokens)
                         out["cand_last"].append(last)
                         out["cand_distance"].append(distance)
                         out["oracle_last"].append(oracle_last)
                         out["goal_image"].append(obs_goal)
                     out["context"].append(ctx.numpy())
+                    out["goal_tokens"].append(goal_tokens.numpy())
                     out["oracle_future"].append(oracle.numpy())
                     out["goal"].append(goal)
                     out["to_goal"].append(goal - hands[-1])
@@ -148,20 +153,21 @@ def collect_goal_windows(
         x = torch.as_tensor(data["context"]).long()
         data["oracle"] = dynamics.posterior(x, torch.as_tensor(data["oracle_future"]).long()).mode().float().numpy()
         data["posterior"] = dynamics.posterior(x, torch.as_tensor(data["future"]).long()).mode().float().numpy()
-        data["prior_mean"] = dynamics.prior(x).mean.float().numpy()
+        data["prior_mean"] = dynamics.prior(x, torch.as_tensor(data["goal_tokens"]).long()).mean.float().numpy()
     return data
 
 
 @torch.no_grad()
 def _candidate_last_frames(planner: Any, ctx: torch.Tensor, oracle_future: torch.Tensor, goal_target: torch.Tensor,
-                           n: int, temperature: float, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                           n: int, temperature: float, generator: torch.Generator,
+                           goal_tokens: Optional[torch.Tensor] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Last plan frames (tokens) of ``n`` prior candidates, their eq. (2) distances, and the expert z's last plan frame."""
     from sb3_pvdr.planning.planner import eval_mode, plan_goal_distance
 
     dynamics = planner.dynamics
     x = ctx.long()[None]
     with eval_mode(dynamics, planner.tokenizer):
-        prior = dynamics.prior(x)
+        prior = dynamics.prior(x, None if goal_tokens is None else goal_tokens.long()[None])
         eps = torch.randn((n, *dynamics.z_shape), generator=generator)
         z = prior.mean + temperature * prior.std * eps  # (n, h, w, d), as Planner.plan samples them
         z_expert = dynamics.posterior(x, oracle_future.long()[None]).mode()

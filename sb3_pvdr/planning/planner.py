@@ -39,7 +39,7 @@ import torch
 from einops import rearrange, reduce
 from torch import Tensor, nn
 
-from sb3_pvdr.common.errors import CheckpointError, ConfigError
+from sb3_pvdr.common.errors import CheckpointError, ConfigError, DataError
 from sb3_pvdr.common.precision import bf16_autocast
 from sb3_pvdr.dynamics import VisualDynamicsModel
 from sb3_pvdr.tokenizer.model import VQTokenizer
@@ -225,6 +225,7 @@ class Planner:
         oracle_future: Optional[Tensor] = None,
         temperature: float = 1.0,
         bf16: bool = False,
+        goal_tokens: Optional[Tensor] = None,
     ) -> PlanResult:
         """Sample ``n_candidates`` latents from the prior, decode their plans, keep the closest to the goal.
 
@@ -239,16 +240,22 @@ class Planner:
             larger values spread the N candidates wider (more diverse plans for eq. (2) to choose from)
         :param bf16: run the prior, the generation and the plans' decoding under bf16 autocast
             (:mod:`sb3_pvdr.common.precision`); latents and distances stay fp32
+        :param goal_tokens: the goal's tokens ``(h, w)`` for a goal-conditioned prior (``prior_goal``; encoded from
+            ``goal`` when that is the image; cache them when the goal is fixed)
         """
         device = self.device
         x = context.to(device).long()[None]
+        if self.dynamics.config.prior_goal and goal_tokens is None:
+            if goal.dtype != torch.uint8:
+                raise DataError("the dynamics model's prior is goal-conditioned: pass goal_tokens with a cached goal")
+            goal_tokens = self.tokenizer.encode(goal[None].to(device))[0]
         with eval_mode(self.dynamics, self.tokenizer), bf16_autocast(bf16, device):
             if oracle_future is not None:
                 z = self.dynamics.posterior(x, oracle_future.to(device).long()[None]).mode()
             elif random_z:
                 z = torch.randn((1, *self.dynamics.z_shape), generator=generator, device=device)
             else:
-                prior = self.dynamics.prior(x)
+                prior = self.dynamics.prior(x, None if goal_tokens is None else goal_tokens.to(device).long()[None])
                 eps = torch.randn((n_candidates, *self.dynamics.z_shape), generator=generator, device=device)
                 z = prior.mean + temperature * prior.std * eps  # (n, h, w, d): N samples of P(.|x) (tempered)
             tokens = self.dynamics.generate(x, z, use_cache=True)  # (n, l, h, w)

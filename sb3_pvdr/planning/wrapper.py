@@ -133,6 +133,7 @@ class PlanningWrapper(gym.Wrapper):
         self._context: Optional[np.ndarray] = None
         self._goal: Optional[np.ndarray] = None
         self._goal_target: Optional[torch.Tensor] = None
+        self._goal_tokens: Optional[torch.Tensor] = None  # for a goal-conditioned prior (prior_goal)
         self._plan = None
         self._plan_z: Optional[torch.Tensor] = None
         self._plan_stats: dict[str, float] = {}
@@ -246,7 +247,9 @@ class PlanningWrapper(gym.Wrapper):
     def _set_goal(self, goal: np.ndarray) -> None:
         if self._goal is None or not np.array_equal(goal, self._goal):
             self._goal = np.array(goal)
-            self._goal_target = self.planner.frame_target(torch.from_numpy(self._goal)[None].to(self.planner.device))[0]
+            goal = torch.from_numpy(self._goal)[None].to(self.planner.device)
+            self._goal_target = self.planner.frame_target(goal)[0]
+            self._goal_tokens = self.planner.tokenizer.encode(goal)[0] if self.planner.dynamics.config.prior_goal else None
 
     @torch.inference_mode()
     def _frame_target(self, frame: np.ndarray, tokens: np.ndarray) -> np.ndarray:
@@ -270,6 +273,7 @@ class PlanningWrapper(gym.Wrapper):
             oracle_future=oracle,
             temperature=self.prior_temperature,
             bf16=self.bf16,
+            goal_tokens=self._goal_tokens,
         )
         self._plan_frames = self._plan.frames.cpu().numpy()
         self._plan_offset = 0

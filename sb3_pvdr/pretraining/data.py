@@ -142,7 +142,7 @@ class ClipBatches:
         self.batches_per_epoch = len(self.sampler) // batch_size
         check_enough_clips(len(dataset), batch_size, world_size)  # type: ignore[arg-type]
 
-    def iterate(self, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def iterate(self, start_step: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         """Batches from optimizer step ``start_step`` on (so that ``--resume`` sees the same data order)."""
         epoch, skip = divmod(start_step, self.batches_per_epoch)
         while True:
@@ -159,12 +159,12 @@ class ClipBatches:
             epoch, skip = epoch + 1, 0
 
 
-def fixed_batch(dataset: Dataset, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` clips spread evenly over ``dataset`` (for image grids and evaluation)."""
+def fixed_batch(dataset: Dataset, n: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """``n`` clips spread evenly over ``dataset`` (for image grids and evaluation): ``(x, y)``, or ``(x, y, g)``
+    from a dataset with goals."""
     size = len(dataset)  # type: ignore[arg-type]
     indices = np.linspace(0, size - 1, num=min(n, size)).round().astype(int)
-    xs, ys = zip(*(dataset[int(i)] for i in indices))
-    return torch.stack(xs), torch.stack(ys)
+    return tuple(torch.stack(parts) for parts in zip(*(dataset[int(i)] for i in indices)))
 
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
@@ -69,8 +69,8 @@ class LossModule(nn.Module):
         self.model = model
         self.lambda_1 = lambda_1
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        return self.model.loss(x, y, lambda_1=self.lambda_1)
+    def forward(self, x: torch.Tensor, y: torch.Tensor, goal: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Any]:
+        return self.model.loss(x, y, lambda_1=self.lambda_1, goal=goal)
 
 
 __all__ = ["DistInfo", "LossModule", "all_reduce_mean", "init_distributed"]

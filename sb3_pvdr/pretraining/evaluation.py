@@ -5,7 +5,7 @@ the tokenizer) and the held-out eq. (1) terms."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -45,17 +45,19 @@ def tile_frames(rows: torch.Tensor, pad: int = 2) -> np.ndarray:
 
 
 @torch.no_grad()
-def prediction_grid(model: nn.Module, tokenizer: Any, x: torch.Tensor, y: torch.Tensor, n_prior: int = 2,
-                    use_posterior: bool = True) -> np.ndarray:
+def prediction_grid(model: nn.Module, tokenizer: Any, x: torch.Tensor, y: torch.Tensor,
+                    goal: Optional[torch.Tensor] = None, n_prior: int = 2, use_posterior: bool = True) -> np.ndarray:
     """Image grid for each clip of ``x``/``y``: context | true future, then (optionally) the future generated
-    with the posterior mean of z, then futures generated from ``n_prior`` samples of the prior.
+    with the posterior mean of z, then futures generated from ``n_prior`` samples of the prior (given ``goal``
+    tokens ``(b, h, w)`` when the prior is goal-conditioned).
     """
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
+    goal = goal.to(device) if goal is not None else None
     preds: list[torch.Tensor] = []
     if use_posterior:
         preds.append(model.generate(x, model.posterior(x, y).mode()))
-    prior = model.prior(x)
+    prior = model.prior(x, goal)
     preds += [model.generate(x, prior.sample()) for _ in range(n_prior)]
     ctx, fut = decode_clip_tokens(tokenizer, x), decode_clip_tokens(tokenizer, y)
     pred_frames = [decode_clip_tokens(tokenizer, p) for p in preds]
@@ -68,13 +70,14 @@ def evaluate_loss(model: nn.Module, dataset: Dataset, cfg: PretrainConfig, info:
     """Mean eq. (1) terms and teacher-forced token accuracy over ``cfg.val_batches`` fixed batches."""
     model.eval()
     n = min(len(dataset), cfg.val_batches * cfg.batch_size)  # type: ignore[arg-type]
-    x_all, y_all = fixed_batch(dataset, n)
+    parts = fixed_batch(dataset, n)  # (x, y) or (x, y, g)
     sums: dict[str, float] = {}
-    chunks = list(zip(x_all.split(cfg.batch_size), y_all.split(cfg.batch_size)))
+    chunks = list(zip(*(part.split(cfg.batch_size) for part in parts)))
     autocast = torch.autocast(device_type=info.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-    for x, y in chunks:
+    for chunk in chunks:
+        x, y, *goal = (part.to(info.device) for part in chunk)
         with autocast:
-            total, breakdown = model.loss(x.to(info.device), y.to(info.device), lambda_1=cfg.lambda_1)
+            total, breakdown = model.loss(x, y, lambda_1=cfg.lambda_1, goal=goal[0] if goal else None)
         for k, v in {"total": total, **breakdown._asdict()}.items():
             sums[k] = sums.get(k, 0.0) + float(v) / len(chunks)
     model.train()

@@ -116,7 +116,7 @@ def prepare_run(data: PathLike, tokenizer_path: PathLike, out: Path, cfg: Pretra
     model_config = state["model_config"] if state else ({**init.config.to_dict(), **cfg.model} if init is not None else None)
     model = build_model(cfg, tokenizer, model_config)
     if init is not None:
-        model.load_state_dict(init.state_dict())
+        model.load_weights_from(init)
     if cfg.train_only is not None:
         for group, params in model.parameter_groups().items():
             for param in params:
@@ -146,17 +146,21 @@ def prepare_run(data: PathLike, tokenizer_path: PathLike, out: Path, cfg: Pretra
     from sb3_pvdr.video import TokenClipDataset
 
     # Writes start here: videos are tokenized into OUT/tokens (OUT/val_tokens) once.
-    dataset = TokenClipDataset(resolve_token_folder(source, tokenizer_path, info.is_main), m, l, frame_step=k)
+    goal = model.config.prior_goal  # hindsight goals: the last frame of each clip's episode
+    dataset = TokenClipDataset(resolve_token_folder(source, tokenizer_path, info.is_main), m, l, frame_step=k, goal=goal)
     val_set = None
     if val_source is not None:
-        val_set = TokenClipDataset(resolve_token_folder(val_source, tokenizer_path, info.is_main), m, l, frame_step=k)
+        val_set = TokenClipDataset(resolve_token_folder(val_source, tokenizer_path, info.is_main), m, l, frame_step=k,
+                                   goal=goal)  # fmt: skip
     return TrainingRun(cfg, info, out, str(tokenizer_path), tokenizer, model, optimizer, scheduler, dataset, val_set, step)
 
 
-def train_step(run: TrainingRun, loss_module: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: Any) -> dict[str, Any]:
-    """One optimizer step of eq. (1) on a batch; returns the step's terms (tensors) for :class:`MetricLog`."""
+def train_step(run: TrainingRun, loss_module: nn.Module, x: torch.Tensor, y: torch.Tensor, autocast: Any,
+               goal: Optional[torch.Tensor] = None) -> dict[str, Any]:  # fmt: skip
+    """One optimizer step of eq. (1) on a batch (``goal``: tokens for a goal-conditioned prior); returns the step's
+    terms (tensors) for :class:`MetricLog`."""
     with autocast:
-        total, breakdown = loss_module(x, y)
+        total, breakdown = loss_module(x, y, goal)
     run.optimizer.zero_grad(set_to_none=True)
     total.backward()
     clip = run.cfg.grad_clip if run.cfg.grad_clip > 0 else math.inf
@@ -299,9 +303,8 @@ def pretrain(
     run.model.train()
     try:
         while run.step < cfg.steps:
-            x, y = next(data_iter)
-            x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
-            log.add(train_step(run, loss_module, x, y, autocast))
+            x, y, *goal = (part.to(info.device, non_blocking=True) for part in next(data_iter))
+            log.add(train_step(run, loss_module, x, y, autocast, goal[0] if goal else None))
             if bar is not None:
                 bar.update(1)
             if due(run.step, cfg.log_every, cfg.steps):

@@ -96,7 +96,11 @@ def prior_loss(
     n_tokens = y[0].numel()
     with th.no_grad():
         q = _posterior(dynamics, x, y, features)
-    p = dynamics.prior(x)
+    goal_tokens = None
+    if dynamics.config.prior_goal:  # P(z | x, g): the goal images' tokens
+        with th.no_grad():
+            goal_tokens = tokenizer.encode(goals).long()
+    p = dynamics.prior(x, goal_tokens)
     kl_prior = dynamics.prior_divergence(p, q).flatten(1).sum(1).mean() / n_tokens
     goal = th.zeros((), device=kl_prior.device)
     if lambda_2 > 0:

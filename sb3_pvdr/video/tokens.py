@@ -185,14 +185,17 @@ class TokenClipDataset(Dataset):
     :param stride: step between the first frames of consecutive windows
     :param frame_step: every ``frame_step``-th frame inside a window (``DynamicsConfig.frame_step``): a window
         spans ``(m + l - 1) * frame_step + 1`` frames of its episode
+    :param goal: items are ``(x, y, g)`` with ``g`` LongTensor ``(h, w)``, the last frame of the window's episode
+        (hindsight goal of a goal-conditioned prior, ``DynamicsConfig.prior_goal``)
     """
 
-    def __init__(self, folder: PathLike, m: int = 2, l: int = 6, *, stride: int = 1, frame_step: int = 1) -> None:  # noqa: E741
+    def __init__(self, folder: PathLike, m: int = 2, l: int = 6, *, stride: int = 1, frame_step: int = 1,  # noqa: E741
+                 goal: bool = False) -> None:  # fmt: skip
         if m < 1 or l < 0 or stride < 1 or frame_step < 1:
             raise ConfigError(f"need m >= 1, l >= 0, stride >= 1, frame_step >= 1, got m={m}, l={l}, stride={stride}, "
                               f"frame_step={frame_step}")
         self.folder = Path(folder)
-        self.m, self.l, self.stride, self.frame_step = m, l, stride, frame_step
+        self.m, self.l, self.stride, self.frame_step, self.goal = m, l, stride, frame_step, bool(goal)
         _, episodes, self.meta = read_token_folder(self.folder)
         self.episodes = episodes
         lengths = episodes[:, 1] - episodes[:, 0]
@@ -236,10 +239,13 @@ class TokenClipDataset(Dataset):
         episode = int(np.searchsorted(self._window_starts, index, side="right")) - 1
         return episode, int(self.episodes[episode, 0] + (index - self._window_starts[episode]) * self.stride)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        _, start = self.locate(index)
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        episode, start = self.locate(index)
         window = torch.from_numpy(self.tokens[start : start + self.span : self.frame_step].astype(np.int64))
-        return window[: self.m], window[self.m :]
+        if not self.goal:
+            return window[: self.m], window[self.m :]
+        last = torch.from_numpy(self.tokens[int(self.episodes[episode, 1]) - 1].astype(np.int64))
+        return window[: self.m], window[self.m :], last
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
