@@ -349,6 +349,11 @@ def test_comparison_table_tests_each_row_against_the_reference_seed_by_seed():
     assert permutation_p([10, 11, 12], [0, 1, 2]) == pytest.approx(0.1)
     assert permutation_p([5, 5, 5], [5, 5, 5]) == pytest.approx(1.0)
     assert np.isnan(permutation_p([1.0], [2.0, 3.0]))
+    # many runs: sampled splits (bounded memory), still separating clearly different groups
+    rng = np.random.default_rng(0)
+    high, low = list(rng.normal(10, 1, 20)), list(rng.normal(0, 1, 20))
+    assert permutation_p(high, low) < 1e-3
+    assert permutation_p(high, list(rng.normal(10, 1, 20))) > 0.01
     spec = parse_experiment({**TINY, "seeds": [0, 1, 2], "reference": "ppo-a"})
     stats = {"ppo-a/reach-v2/0": {"successes": 1, "episodes": 10}, "ppo-a/reach-v2/1": {"successes": 0, "episodes": 10},
              "ppo-a/reach-v2/2": {"successes": 2, "episodes": 10}, "ppo-b/reach-v2/0": {"successes": 5, "episodes": 10},
