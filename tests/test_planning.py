@@ -456,3 +456,15 @@ def test_goal_conditioned_prior_plans_from_the_goal_image():
     z_tokens = planner.plan(ctx, planner.frame_target(goal[None])[0], 2, generator=torch.Generator().manual_seed(0),
                             goal_tokens=planner.tokenizer.encode(goal[None])[0]).z_star
     torch.testing.assert_close(z_image, z_tokens)
+
+
+def test_episode_last_is_the_frame_each_episode_reaches_in_the_rollout():
+    from sb3_pvdr.planning import episode_last
+
+    dones = np.array([[0, 0], [1, 0], [0, 0], [0, 1], [0, 0]], dtype=bool)  # (T=5, 2 envs)
+    items = np.arange(10).reshape(5, 2)  # items[t, e] = 2t + e
+    last = episode_last(items, dones)
+    np.testing.assert_array_equal(last[:, 0], [2, 2, 8, 8, 8])  # env 0: ends at t=1, then runs to the rollout end
+    np.testing.assert_array_equal(last[:, 1], [7, 7, 7, 7, 9])  # env 1: ends at t=3
+    with pytest.raises(DataError):
+        episode_last(items[:4], dones)

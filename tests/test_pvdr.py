@@ -215,6 +215,15 @@ def test_prior_loss_of_a_goal_conditioned_prior_reads_the_goal_images():
     goals = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8)
     kl = [prior_loss(dynamics, tokenizer, x, y, g, lambda_2=0.0)[1]["kl_prior"].item() for g in (goals, 255 - goals)]
     assert kl[0] != pytest.approx(kl[1])
+    # hindsight goals replace the goal images' tokens in the KL term only
+    hindsight = tokenizer.encode(255 - goals).long()
+    kl_h = prior_loss(dynamics, tokenizer, x, y, goals, lambda_2=0.0, hindsight_goals=hindsight)[1]["kl_prior"].item()
+    assert kl_h == pytest.approx(kl[1])
+    torch.manual_seed(1)
+    goal_a = prior_loss(dynamics, tokenizer, x, y, goals, lambda_2=0.8, hindsight_goals=hindsight)[1]["goal"].item()
+    torch.manual_seed(1)
+    goal_b = prior_loss(dynamics, tokenizer, x, y, goals, lambda_2=0.8)[1]["goal"].item()
+    assert goal_a == pytest.approx(goal_b)  # the goal term plans toward the goal images either way
 
 
 def test_learn_with_a_goal_conditioned_prior_fine_tunes_it():

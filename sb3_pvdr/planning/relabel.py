@@ -116,6 +116,26 @@ def future_window(next_items: np.ndarray, dones: np.ndarray, l: int, step: int =
     return next_items[source_t, env_idx], counts == l * step
 
 
+def episode_last(next_items: np.ndarray, dones: np.ndarray) -> np.ndarray:
+    """For every step t, the item of the last frame its episode reaches in the rollout: ``next_items[t']`` with t' the
+    first step >= t whose ``dones`` is set, else the rollout's last step (hindsight goals).
+
+    :param next_items: ``(T, n_envs, ...)``, ``next_items[t]`` describing o_{t+1}
+    :param dones: ``(T, n_envs)`` bool
+    :return: ``(T, n_envs, ...)``
+    """
+    dones = np.asarray(dones, dtype=bool)
+    if next_items.shape[:2] != dones.shape:
+        raise DataError(f"next_items {next_items.shape[:2]} and dones {dones.shape} must share (T, n_envs)")
+    steps, n_envs = dones.shape
+    source = np.empty((steps, n_envs), dtype=np.int64)
+    last = np.full(n_envs, steps - 1)
+    for t in range(steps - 1, -1, -1):  # T steps of a vector op: backward scan for the episode ends
+        last = np.where(dones[t], t, last)
+        source[t] = last
+    return next_items[source, np.arange(n_envs)[None, :]]
+
+
 def planning_term(plan_errors: np.ndarray, dones: np.ndarray) -> np.ndarray:
     """Planning-oriented term of eq. (6): ``(1/n_t) * sum_{k<n_t} plan_errors[t + k, e, k]``.
 

@@ -29,7 +29,7 @@ from stable_baselines3.common.type_aliases import TensorDict
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_pvdr.common.errors import ConfigError
-from sb3_pvdr.planning.relabel import future_window, planning_term, pvdr_rewards
+from sb3_pvdr.planning.relabel import episode_last, future_window, planning_term, pvdr_rewards
 
 
 class PVDRRolloutBufferSamples(NamedTuple):
@@ -124,6 +124,11 @@ class PVDRRolloutBuffer(DictRolloutBuffer):
     def future_tokens(self) -> tuple[np.ndarray, np.ndarray]:
         """Real futures y_t ``(T, n_envs, l, h, w)`` (o_{t+k}, ..., o_{t+lk}) and the mask of complete ones ``(T, n_envs)``."""
         return future_window(self.next_tokens, self.dones, self.plan_length, self.frame_step)
+
+    def hindsight_goal_tokens(self) -> np.ndarray:
+        """Tokens of the last frame each step's episode reaches in the rollout ``(T, n_envs, h, w)``: the hindsight
+        goals on which a goal-conditioned prior is fine-tuned (as in pre-training, where g is the episode's last frame)."""
+        return episode_last(self.next_tokens, self.dones)
 
     def future_actions(self) -> tuple[np.ndarray, np.ndarray]:
         """The actions a_t, ..., a_{t+lk-1} that produced each step's real future ``(T, n_envs, l * k, action_dim)``,

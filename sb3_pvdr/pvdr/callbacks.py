@@ -80,8 +80,13 @@ def prior_loss(
     metric: str = "pixels",
     distance: str = "mean",
     features: Optional[th.Tensor] = None,
+    hindsight_goals: Optional[th.Tensor] = None,
 ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
     """L_prior of eq. (4): KL(P || sg[E]) + ``lambda_2`` * goal distance of the plan decoded from z ~ P.
+
+    A goal-conditioned prior (``prior_goal``) reads ``hindsight_goals`` in the KL term (the frame the clip's episode
+    really reached: fitting P(z | x, g) to E's z of a future that went elsewhere than g would teach it to ignore g),
+    and the goal images' tokens in the goal term.
 
     :param x: context tokens ``(b, m, h, w)``
     :param y: real future tokens ``(b, l, h, w)`` (for the posterior of the KL term)
@@ -91,6 +96,8 @@ def prior_loss(
         ``tokenizer.decode_soft``) or ``"codes"`` (probability-weighted codebook embeddings vs the goal's codes)
     :param distance: over the ``"mean"`` of the l plan frames or the ``"last"`` one, as the planner's
     :param features: ``dynamics.posterior_features(x, y)`` if already computed (E's frozen trunk)
+    :param hindsight_goals: tokens ``(b, h, w)`` of the frames the clips' episodes reached (goal-conditioned prior
+        only; ``None``: the goal images')
     :return: loss and ``{"kl_prior", "goal"}``
     """
     n_tokens = y[0].numel()
@@ -100,10 +107,12 @@ def prior_loss(
     if dynamics.config.prior_goal:  # P(z | x, g): the goal images' tokens
         with th.no_grad():
             goal_tokens = tokenizer.encode(goals).long()
-    p = dynamics.prior(x, goal_tokens)
+    p = dynamics.prior(x, goal_tokens if hindsight_goals is None else hindsight_goals)
     kl_prior = dynamics.prior_divergence(p, q).flatten(1).sum(1).mean() / n_tokens
     goal = th.zeros((), device=kl_prior.device)
     if lambda_2 > 0:
+        if hindsight_goals is not None and goal_tokens is not None:
+            p = dynamics.prior(x, goal_tokens)  # the plan toward the task's goal
         z = p.sample()
         with eval_mode(dynamics):  # greedy, as at inference; the generation's logits are differentiable w.r.t. z
             _, logits = dynamics.generate(x, z, return_logits=True)
@@ -207,6 +216,8 @@ class DynamicsFineTuneCallback(BaseCallback):
         futures, mask = buffer.future_tokens()
         contexts = buffer.observations["context_tokens"][mask]
         futures, goals = futures[mask], buffer.goals[mask]
+        # a goal-conditioned prior's KL term reads where each episode really went (hindsight), as in pre-training
+        hindsight = buffer.hindsight_goal_tokens()[mask] if model.dynamics.config.prior_goal else None
         if len(contexts) == 0:
             return {}
         device = model.device
@@ -220,6 +231,9 @@ class DynamicsFineTuneCallback(BaseCallback):
                 th.as_tensor(futures[idx], device=device),
                 th.as_tensor(goals[idx], device=device),
             )
+
+        def hindsight_batch(idx: np.ndarray) -> Optional[th.Tensor]:
+            return None if hindsight is None else th.as_tensor(hindsight[idx], device=device)
 
         minibatches = [idx for _ in range(model.finetune_epochs)
                        for idx in _minibatches(len(contexts), model.finetune_batch_size, rng, model.finetune_batches)]
@@ -246,7 +260,7 @@ class DynamicsFineTuneCallback(BaseCallback):
                 x, y, g = batch(idx)
                 with bf16_autocast(model.use_bf16, device):
                     loss, parts = prior_loss(dynamics, tokenizer, x, y, g, model.lambda_2, model.plan_metric,
-                                             model.plan_distance, trunk)
+                                             model.plan_distance, trunk, hindsight_batch(idx))
                 model.prior_optimizer.zero_grad()
                 loss.backward(inputs=model.finetuned_parameters("prior"))
                 th.nn.utils.clip_grad_norm_(model.finetuned_parameters("prior"), model.max_grad_norm)
