@@ -42,4 +42,4 @@ dynamics_stages "$GAP_DIR" "$TOKENIZER_PATH" "$PRETRAIN_STEPS" "$PRIOR_LONG_STEP
 
 echo "== domain-gap dynamics model: $GAP_DIR/prior_forward_long/dynamics.pt"
 echo "   check: python -m sb3_pvdr.evaluate_dynamics --model $GAP_DIR/prior_forward_long/dynamics.pt --tokenizer $TOKENIZER --task reach-v2,plate-slide-v2,hand-insert-v2"
-echo "   ship:  python -m sb3_pvdr.pretrained add metaworld-64-gap --tokenizer $TOKENIZER_PATH --dynamics $GAP_DIR/prior_forward_long/dynamics.pt"
+echo "   ship:  python -m sb3_pvdr.pretrained add metaworld-64-gap --tokenizer metaworld-64 --dynamics $GAP_DIR/prior_forward_long/dynamics.pt"

@@ -101,6 +101,15 @@ def test_add_ships_weights_only_and_refuses_a_mismatch(tmp_path):
     with pytest.raises(SystemExit):
         pretrained_main(["add", "bad", "--tokenizer", str(tmp_path / "tok.pt"), "--dynamics", str(tmp_path / "other.pt"), "--root", str(root)])
     assert sorted(p.name for p in root.iterdir()) == ["toy-16"]  # nothing written for the refused one
+    # a second model on the same tokens shares the first one's tokenizer file instead of copying it
+    assert pretrained_main(["add", "toy-16-b", "--tokenizer", "toy-16", "--dynamics", str(tmp_path / "dyn.pt"),
+                            "--root", str(root)]) == 0
+    shared = pretrained.get("toy-16-b", root=root)
+    assert not (shared.folder / "tokenizer.pt").exists() and shared.card["tokenizer_of"] == "toy-16"
+    assert pretrained.resolve("toy-16-b", "tokenizer", root=root) == str(model.path("tokenizer"))
+    with pytest.raises(SystemExit):
+        pretrained_main(["add", "toy-16", "--tokenizer", "toy-16", "--dynamics", str(tmp_path / "dyn.pt"),
+                         "--root", str(root), "--overwrite"])
 
 
 @pytest.mark.parametrize("name", sorted(pretrained.available()))

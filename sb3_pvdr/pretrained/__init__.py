@@ -2,7 +2,8 @@
 
 Each model is a folder ``sb3_pvdr/pretrained/<name>/`` holding ``tokenizer.pt`` and ``dynamics.pt`` (weights and
 configs only) and ``card.json`` (the data, steps and held-out metrics it was made with, and the command that made
-it). ``python -m sb3_pvdr.pretrained list`` prints them; ``python -m sb3_pvdr.pretrained add NAME --tokenizer T
+it). A model pre-trained on another shipped model's tokens names it in its card (``"tokenizer_of": "metaworld-64"``)
+instead of holding a copy of that tokenizer. ``python -m sb3_pvdr.pretrained list`` prints them; ``python -m sb3_pvdr.pretrained add NAME --tokenizer T
 --dynamics D`` ships a new one (``scripts/pretrain_reference.sh`` re-creates the reference models).
 
     >>> from sb3_pvdr import pretrained
@@ -37,19 +38,25 @@ class PretrainedModel:
     card: dict[str, Any] = field(default_factory=dict)
 
     def path(self, part: str) -> Path:
-        """:param part: ``"tokenizer"`` or ``"dynamics"`` :return: the checkpoint file of that part"""
+        """:param part: ``"tokenizer"`` or ``"dynamics"`` :return: the checkpoint file of that part (a shared
+        tokenizer: the file of the model named by ``tokenizer_of``)"""
         if part not in PARTS:
             raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+        if part == "tokenizer" and self.card.get("tokenizer_of"):
+            return self.folder.parent / str(self.card["tokenizer_of"]) / "tokenizer.pt"
         return self.folder / f"{part}.pt"
 
 
 def available(root: Union[str, Path] = PRETRAINED_DIR) -> dict[str, PretrainedModel]:
-    """The shipped models, name -> :class:`PretrainedModel` (folders with both checkpoints and a card)."""
+    """The shipped models, name -> :class:`PretrainedModel` (folders with a card and both checkpoints, the
+    tokenizer possibly another model's)."""
     models = {}
     for folder in sorted(Path(root).iterdir()):
         card = folder / "card.json"
-        if folder.is_dir() and card.is_file() and all((folder / f"{part}.pt").is_file() for part in PARTS):
-            models[folder.name] = PretrainedModel(folder.name, folder, json.loads(card.read_text()))
+        if folder.is_dir() and card.is_file():
+            model = PretrainedModel(folder.name, folder, json.loads(card.read_text()))
+            if all(model.path(part).is_file() for part in PARTS):
+                models[folder.name] = model
     return models
 
 

@@ -25,7 +25,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     sub.add_parser("list", help="name, files and metrics of every shipped model")
     add = sub.add_parser("add", help="ship a tokenizer + dynamics model under a name (weights and configs only)")
     add.add_argument("name", help="registry name, e.g. metaworld-64")
-    add.add_argument("--tokenizer", required=True, help="VQTokenizer checkpoint")
+    add.add_argument("--tokenizer", required=True,
+                     help="VQTokenizer checkpoint, or a shipped model's name to share its tokenizer (no copy)")
     add.add_argument("--dynamics", required=True, help="VisualDynamicsModel checkpoint pre-trained on its tokens")
     add.add_argument("--card", default=None, help="json file of facts to record (data, steps, metrics, command)")
     add.add_argument("--root", default=str(PRETRAINED_DIR), help=argparse.SUPPRESS)
@@ -43,16 +44,22 @@ def add_model(name: str, tokenizer_path: str, dynamics_path: str, card: dict, ro
     target = root / name
     if target.exists() and not overwrite:
         raise ConfigError(f"{target} exists: pass --overwrite to replace it")
-    tokenizer = VQTokenizer.load(tokenizer_path)
+    shared = available(root).get(tokenizer_path)  # a shipped model's name: share its tokenizer file
+    if shared is not None and shared.name == name:
+        raise ConfigError(f"model {name!r} cannot share its own tokenizer")
+    tokenizer = VQTokenizer.load(shared.path("tokenizer") if shared is not None else tokenizer_path)
     dynamics = VisualDynamicsModel.load(dynamics_path)
     dynamics.check_tokenizer(tokenizer)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
     try:
-        tokenizer.save(staging / "tokenizer.pt")  # weights + config only: no optimizer, no training state
+        if shared is None:
+            tokenizer.save(staging / "tokenizer.pt")  # weights + config only: no optimizer, no training state
         dynamics.save(staging / "dynamics.pt")
         card = {"name": name, "added": time.strftime("%Y-%m-%d"), "image_size": tokenizer.image_size,
                 "grid": list(tokenizer.grid_size), "codebook_size": tokenizer.codebook_size,
                 "dynamics_parameters": sum(p.numel() for p in dynamics.parameters()), **card}
+        if shared is not None:
+            card["tokenizer_of"] = shared.name
         (staging / "card.json").write_text(json.dumps(card, indent=2) + "\n")
         # mkdtemp makes a private (0700) folder: package data must stay readable by every user of the install
         staging.chmod(0o755)
@@ -75,8 +82,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not models:
             print("no pre-trained models shipped in this install (scripts/pretrain_reference.sh makes them)")
         for name, model in models.items():
-            size = sum(model.path(p).stat().st_size for p in ("tokenizer", "dynamics")) / 2**20
-            print(f"{name}: {model.folder} ({size:.1f} MiB)")
+            size = sum(file.stat().st_size for file in model.folder.glob("*.pt")) / 2**20
+            shared = f", tokenizer of {model.card['tokenizer_of']}" if model.card.get("tokenizer_of") else ""
+            print(f"{name}: {model.folder} ({size:.1f} MiB{shared})")
             for key, value in model.card.items():
                 print(f"  {key}: {json.dumps(value)}")
         return 0
