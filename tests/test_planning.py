@@ -402,8 +402,11 @@ def test_prior_temperature_spreads_the_candidates():
         plan = planner.plan(context, goal, 1, generator=torch.Generator().manual_seed(0), temperature=t)
         spread[t] = (plan.z_star - prior.mean[0]).abs().mean().item()
     assert spread[3.0] == pytest.approx(3 * spread[1.0], rel=1e-4)
+    # temperature 0: z* is the prior's mean
+    plan = planner.plan(context, goal, 1, generator=torch.Generator().manual_seed(0), temperature=0.0)
+    torch.testing.assert_close(plan.z_star, prior.mean[0])
     with pytest.raises(ConfigError, match="prior_temperature"):
-        PlanningWrapper(FakeImageGoalEnv(), tokenizer, dynamics, prior_temperature=0.0)
+        PlanningWrapper(FakeImageGoalEnv(), tokenizer, dynamics, prior_temperature=-1.0)
 
 
 def test_bf16_planning_keeps_fp32_outputs_and_nearly_the_same_plans():

@@ -73,7 +73,7 @@ class PlanningWrapper(gym.Wrapper):
         of metaworld's scripted expert, simulated on the side from the current state (``env.unwrapped.expert_future``)
         instead of a plan from the prior; tells whether the aligner can use a perfect z at all
     :param prior_temperature: candidates are sampled from the prior with its std scaled by this (1: the prior itself;
-        larger: more diverse plans for eq. (2) to choose from)
+        larger: more diverse plans for eq. (2) to choose from; 0: z* is the prior's mean, with ``n_candidates=1``)
     :param bf16: plan under bf16 autocast (``True``/``False``, or ``"auto"``: where the hardware has native bf16,
         :mod:`sb3_pvdr.common.precision`); chosen plans match fp32's on nearly every token, about 1.5x faster
         on a CPU with ``avx512_bf16`` (``benchmarks/planning_overhead.py``)
@@ -187,8 +187,8 @@ class PlanningWrapper(gym.Wrapper):
                 raise ConfigError("oracle_z needs an env with expert_future(n_steps) (sb3_pvdr.envs' Meta-World env)")
             self.oracle_z = bool(oracle_z)
         if prior_temperature is not None:
-            if not float(prior_temperature) > 0:
-                raise ConfigError(f"prior_temperature must be > 0, got {prior_temperature}")
+            if not float(prior_temperature) >= 0:
+                raise ConfigError(f"prior_temperature must be >= 0 (0: the prior's mean), got {prior_temperature}")
             self.prior_temperature = float(prior_temperature)
         if bf16 is not None:
             self.bf16 = resolve_bf16(bf16, self.planner.device)

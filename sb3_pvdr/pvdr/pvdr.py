@@ -86,7 +86,7 @@ class PVDR(PPO):
     :param oracle_z: debugging upper bound: z* is the posterior of the scripted expert's real next l frames
         (:class:`~sb3_pvdr.planning.PlanningWrapper`'s ``oracle_z``), not a plan
     :param prior_temperature: planning samples its N candidates from the prior with the std scaled by this (1: the
-        prior itself, as in the paper; larger: more diverse plans)
+        prior itself, as in the paper; larger: more diverse plans; 0 with ``n_candidates=1``: z* is the prior's mean)
     :param plan_metric: space of the plan distances in eqs. (2), (4), (6): ``"pixels"`` (decoded frames, as in
         A.1) or ``"codes"`` (codebook-embedding grids: no decoding, several times cheaper on a CPU)
     :param plan_distance: plan-to-goal distance of eqs. (2) and (4) over the ``"mean"`` of the l plan frames (eq. (2)
