@@ -8,7 +8,8 @@
 # Data: in-domain action-free videos of the paper's 12 Meta-World tasks (scripted policies + Gaussian noise
 # 0.5, full 100-step episodes, random variants), a held-out set recorded with another seed.
 # Then the prior alone is re-fitted with the forward KL for 600 + 3,000 steps (configs/prior_forward.yml), and the tokenizer's
-# decoder alone is trained on (encoder and codebook frozen: every token stays as the dynamics model learned it).
+# decoder alone is trained on (encoder and codebook frozen: every token stays as the dynamics model learned it); last,
+# the goal-conditioned prior of metaworld-64-goal.
 # Sizes (environment variables): REF_EPISODES=30 per task, REF_TOKENIZER_STEPS=1500, REF_DECODER_STEPS=2000, REF_PRETRAIN_STEPS=3000,
 # REF_PRIOR_LONG_STEPS=3000, REF_THREADS=1 (torch threads of each stage), REF_NPROC=1 (pre-training processes).
 set -euo pipefail
@@ -56,6 +57,13 @@ stage tokenizer_decoder python -m sb3_pvdr.tokenizer.train --data "$REF_DIR/vide
     --out "$REF_DIR/tokenizer_dec" --init-from "$REF_DIR/tokenizer/tokenizer.pt" --train-only decoder \
     --steps "$DECODER_STEPS" --lr 1e-3 --threads "$THREADS" --no-progress $(resume_flag "$REF_DIR/tokenizer_dec")
 
-echo "== reference models under $REF_DIR: tokenizer_dec/tokenizer.pt, prior_forward_long/dynamics.pt"
+# The goal-conditioned prior (metaworld-64-goal, results/prior_goal): the same model's prior re-fitted for 2,000 steps as
+# P(z | x, g), g the last frame of each clip's episode (configs/prior_goal.yml; E, D and the tokens unchanged).
+stage prior_goal python -m sb3_pvdr.pretrain --data "$REF_DIR/tokens" --val-data "$REF_DIR/tokens_val" \
+    --tokenizer "$REF_DIR/tokenizer/tokenizer.pt" --out "$REF_DIR/prior_goal" --config configs/prior_goal.yml \
+    --init-from "$REF_DIR/prior_forward_long/dynamics.pt" --threads "$THREADS" --no-progress $(resume_flag "$REF_DIR/prior_goal")
+
+echo "== reference models under $REF_DIR: tokenizer_dec/tokenizer.pt, prior_forward_long/dynamics.pt, prior_goal/dynamics.pt"
 echo "   check: python -m sb3_pvdr.evaluate_dynamics --model $REF_DIR/prior_forward_long/dynamics.pt --tokenizer $REF_DIR/tokenizer_dec/tokenizer.pt --task reach-v2,plate-slide-v2,hand-insert-v2"
 echo "   ship:  python -m sb3_pvdr.pretrained add metaworld-64 --overwrite --tokenizer $REF_DIR/tokenizer_dec/tokenizer.pt --dynamics $REF_DIR/prior_forward_long/dynamics.pt"
+echo "          python -m sb3_pvdr.pretrained add metaworld-64-goal --overwrite --tokenizer metaworld-64 --dynamics $REF_DIR/prior_goal/dynamics.pt"
