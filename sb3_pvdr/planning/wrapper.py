@@ -248,8 +248,10 @@ class PlanningWrapper(gym.Wrapper):
         if self._goal is None or not np.array_equal(goal, self._goal):
             self._goal = np.array(goal)
             goal = torch.from_numpy(self._goal)[None].to(self.planner.device)
-            self._goal_target = self.planner.frame_target(goal)[0]
-            self._goal_tokens = self.planner.tokenizer.encode(goal)[0] if self.planner.dynamics.config.prior_goal else None
+            # one encoder pass serves the code-space target and a goal-conditioned prior (prior_goal)
+            tokens = self.planner.tokenizer.encode(goal) if self.planner.dynamics.config.prior_goal else None
+            self._goal_target = self.planner.frame_target(goal, tokens)[0]
+            self._goal_tokens = None if tokens is None else tokens[0]
 
     @torch.inference_mode()
     def _frame_target(self, frame: np.ndarray, tokens: np.ndarray) -> np.ndarray:

@@ -103,16 +103,19 @@ def prior_loss(
     n_tokens = y[0].numel()
     with th.no_grad():
         q = _posterior(dynamics, x, y, features)
-    goal_tokens = None
-    if dynamics.config.prior_goal:  # P(z | x, g): the goal images' tokens
+    conditioned = dynamics.config.prior_goal  # P(z | x, g)
+
+    def goal_image_tokens() -> th.Tensor:
         with th.no_grad():
-            goal_tokens = tokenizer.encode(goals).long()
-    p = dynamics.prior(x, goal_tokens if hindsight_goals is None else hindsight_goals)
+            return tokenizer.encode(goals).long()
+
+    kl_goal = (goal_image_tokens() if hindsight_goals is None else hindsight_goals) if conditioned else None
+    p = dynamics.prior(x, kl_goal)
     kl_prior = dynamics.prior_divergence(p, q).flatten(1).sum(1).mean() / n_tokens
     goal = th.zeros((), device=kl_prior.device)
     if lambda_2 > 0:
-        if hindsight_goals is not None and goal_tokens is not None:
-            p = dynamics.prior(x, goal_tokens)  # the plan toward the task's goal
+        if conditioned and hindsight_goals is not None:
+            p = dynamics.prior(x, goal_image_tokens())  # the plan toward the task's goal
         z = p.sample()
         with eval_mode(dynamics):  # greedy, as at inference; the generation's logits are differentiable w.r.t. z
             _, logits = dynamics.generate(x, z, return_logits=True)
@@ -216,10 +219,10 @@ class DynamicsFineTuneCallback(BaseCallback):
         futures, mask = buffer.future_tokens()
         contexts = buffer.observations["context_tokens"][mask]
         futures, goals = futures[mask], buffer.goals[mask]
-        # a goal-conditioned prior's KL term reads where each episode really went (hindsight), as in pre-training
-        hindsight = buffer.hindsight_goal_tokens()[mask] if model.dynamics.config.prior_goal else None
         if len(contexts) == 0:
             return {}
+        # a goal-conditioned prior's KL term reads where each episode really went (hindsight), as in pre-training
+        hindsight = buffer.hindsight_goal_tokens()[mask] if model.dynamics.config.prior_goal else None
         device = model.device
         dynamics, tokenizer = model.dynamics, model.tokenizer
         rng = self.rng
