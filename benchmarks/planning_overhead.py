@@ -7,8 +7,9 @@ milliseconds per planning call (eq. (2)) for several numbers of candidates N.
 Both agents act in ``reach-v2`` (one env, deterministic actions, the loop of ``collect_rollouts``: policy
 forward + ``env.step``); the PVDR agent's env is wrapped in the ``PlanningWrapper`` (tokenize the new frame,
 sample N latents, decode N plans of l frames, decode them to pixels, pick the closest to the goal) with the
-default settings of ``zoo_configs/pvdr.yml``. Model weights do not change the cost: without ``--tokenizer`` /
-``--dynamics`` the models are randomly initialised from the ``cpu`` profiles. PPO is SB3's ``MultiInputPolicy``
+default settings of ``zoo_configs/pvdr.yml``, on the models it names (``--tokenizer`` / ``--dynamics``: others, or
+``random`` for the ``cpu`` profiles with random weights: weights do not change the cost, a config such as a
+goal-conditioned prior does). PPO is SB3's ``MultiInputPolicy``
 (NatureCNN per image) as in ``zoo_configs/ppo.yml``.
 
 Two env-steps/s figures, each PVDR vs PPO in the same run:
@@ -53,6 +54,7 @@ from sb3_pvdr.common.precision import BF16_CPU_FLAGS, cpu_flags  # noqa: E402
 from sb3_pvdr.dynamics import DynamicsConfig, VisualDynamicsModel  # noqa: E402
 from sb3_pvdr.envs import make_metaworld_env  # noqa: E402
 from sb3_pvdr.planning import Planner, PlanningWrapper  # noqa: E402
+from sb3_pvdr.pretrained import resolve  # noqa: E402
 from sb3_pvdr.pvdr import PVDR  # noqa: E402
 from sb3_pvdr.tokenizer.config import TokenizerConfig  # noqa: E402
 from sb3_pvdr.tokenizer.model import VQTokenizer  # noqa: E402
@@ -79,9 +81,10 @@ class Args:
     calls: int = 20
     """planning calls timed per N"""
     tokenizer: Optional[str] = None
-    """tokenizer checkpoint (default: random cpu profile)"""
+    """tokenizer: a checkpoint, a shipped name, or ``random`` (the cpu profile, random weights); default: the one
+    ``zoo_configs/pvdr.yml`` names for the env"""
     dynamics: Optional[str] = None
-    """dynamics checkpoint (default: random cpu profile)"""
+    """dynamics model: a checkpoint, a shipped name, or ``random`` (the cpu profile); default: ``zoo_configs/pvdr.yml``'s"""
     threads: int = 1
     """torch threads (train.py uses 1)"""
     train_rollouts: int = 2
@@ -228,6 +231,18 @@ def pvdr_yaml_policy_kwargs(env_id: str, aligner: Optional[str], inputs: Optiona
     return kwargs
 
 
+def pvdr_yaml_models(env_id: str) -> dict[str, str]:
+    """The ``tokenizer`` / ``dynamics`` that ``zoo_configs/pvdr.yml``'s PlanningWrapper loads for ``env_id``."""
+    from sb3_pvdr.zoo import default_conf_file, load_zoo_file, lookup_hyperparams
+
+    wrappers = lookup_hyperparams(load_zoo_file(default_conf_file("pvdr")), env_id).get("env_wrapper", [])
+    for entry in wrappers if isinstance(wrappers, list) else [wrappers]:
+        if isinstance(entry, dict) and "sb3_pvdr.planning.PlanningWrapper" in entry:
+            kwargs = entry["sb3_pvdr.planning.PlanningWrapper"] or {}
+            return {part: str(kwargs[part]) for part in ("tokenizer", "dynamics") if part in kwargs}
+    return {}
+
+
 def pvdr_yaml_bf16(env_id: str, bf16: Optional[str]) -> Union[bool, str]:
     """``--bf16`` as PVDR's ``bf16`` argument, or ``zoo_configs/pvdr.yml``'s value for ``env_id`` (false if absent)."""
     from sb3_pvdr.zoo import default_conf_file, load_zoo_file, lookup_hyperparams
@@ -279,11 +294,18 @@ def main() -> None:
     torch.manual_seed(args.seed)
 
     # ------------------------------------------------------------------ models
-    if args.tokenizer:
-        tokenizer = VQTokenizer.load(args.tokenizer)
-    else:
+    yaml_models = pvdr_yaml_models(args.env)
+    tokenizer_spec = args.tokenizer or yaml_models.get("tokenizer", "random")
+    dynamics_spec = args.dynamics or yaml_models.get("dynamics", "random")
+    if tokenizer_spec == "random":
         tokenizer = VQTokenizer(TokenizerConfig.profile("cpu", image_size=args.image_size, kmeans_init=False)).eval()
-    dynamics = VisualDynamicsModel.load(args.dynamics) if args.dynamics else VisualDynamicsModel(DynamicsConfig.profile("cpu")).eval()
+    else:
+        tokenizer = VQTokenizer.load(resolve(tokenizer_spec, "tokenizer")).eval()
+    if dynamics_spec == "random":
+        dynamics = VisualDynamicsModel(DynamicsConfig.profile("cpu")).eval()
+    else:
+        dynamics = VisualDynamicsModel.load(resolve(dynamics_spec, "dynamics")).eval()
+    print(f"models: tokenizer {tokenizer_spec}, dynamics {dynamics_spec} (prior sees the goal: {dynamics.config.prior_goal})")
     make = lambda: make_metaworld_env(args.env, image_size=args.image_size, seed=args.seed)  # noqa: E731
 
     # ------------------------------------------------------------------ agents
@@ -319,7 +341,9 @@ def main() -> None:
     planner = Planner(tokenizer, dynamics, args.plan_metric)
     goal_target = planner.frame_target(torch.from_numpy(first["desired_goal"])[None])[0]
     context = torch.as_tensor(pvdr_first["context_tokens"][0])
-    plan_flops = count_flops(lambda: planner.plan(context, goal_target, args.n_candidates))
+    # a goal-conditioned prior (prior_goal) reads the goal's tokens, as the wrapper passes them
+    goal_tokens = tokenizer.encode(first["desired_goal"][None])[0] if dynamics.config.prior_goal else None
+    plan_flops = count_flops(lambda: planner.plan(context, goal_target, args.n_candidates, goal_tokens=goal_tokens))
     ppo_flops = count_flops(lambda: ppo.policy(ppo_obs, deterministic=True))
     pvdr_flops = {
         "encode": count_flops(lambda: tokenizer.encode(new_frame)),
@@ -367,10 +391,10 @@ def main() -> None:
         for metric, distance, use_bf16 in columns:
             planner = Planner(tokenizer, dynamics, metric, distance)
             goal = planner.frame_target(torch.from_numpy(first["desired_goal"])[None])[0]
-            planner.plan(context, goal, n, generator, bf16=use_bf16)  # warm-up
+            planner.plan(context, goal, n, generator, bf16=use_bf16, goal_tokens=goal_tokens)  # warm-up
             start = time.perf_counter()
             for _ in range(args.calls):
-                planner.plan(context, goal, n, generator, bf16=use_bf16)
+                planner.plan(context, goal, n, generator, bf16=use_bf16, goal_tokens=goal_tokens)
             row.append(1000 * (time.perf_counter() - start) / args.calls)
         print(f"  {n:>4d} {row[0]:>8.1f}ms {row[1]:>8.1f}ms {row[2]:>10.1f}ms {row[3]:>10.1f}ms {row[4]:>10.1f}ms")
     for env in (probe_env, ppo_env, pvdr_env):
