@@ -139,7 +139,7 @@ def test_alignment_loss_gradient_reaches_only_the_policy_actor():
     assert all(p.grad is None for p in model.tokenizer.parameters())
 
 
-@pytest.mark.parametrize("act_target", ["action", "window_mean"])
+@pytest.mark.parametrize("act_target", ["action", "window_mean", "window_mean_rescaled"])
 def test_alignment_targets_are_the_clipped_action_or_the_window_mean(act_target):
     model = make_model(finetune_rollouts=0, act_target=act_target)
     collect(model)
@@ -150,6 +150,8 @@ def test_alignment_targets_are_the_clipped_action_or_the_window_mean(act_target)
     assert buffer.align_mask.any()
     for t, e in zip(*np.nonzero(buffer.align_mask)):
         expected = clipped[t, e] if act_target == "action" else clipped[t : t + l, e].mean(axis=0)
+        if act_target == "window_mean_rescaled":  # a_t's scale back: x sqrt(l), inside the bounds
+            expected = np.clip(expected * np.sqrt(l), model.action_space.low, model.action_space.high)
         np.testing.assert_allclose(buffer.act_targets[t, e], expected, rtol=1e-6)
     batch = next(buffer.get(batch_size=24))
     assert batch.act_targets.shape == (24, model.action_space.shape[0])

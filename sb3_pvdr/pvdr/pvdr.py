@@ -51,7 +51,7 @@ from sb3_pvdr.pvdr.policies import PVDRPolicy
 from sb3_pvdr.tokenizer.config import TokenizerConfig
 from sb3_pvdr.tokenizer.model import VQTokenizer
 
-ACT_TARGETS = ("action", "window_mean")
+ACT_TARGETS = ("action", "window_mean", "window_mean_rescaled")
 
 SelfPVDR = TypeVar("SelfPVDR", bound="PVDR")
 
@@ -78,7 +78,10 @@ class PVDR(PPO):
     :param act_coef: weight of L_act (eq. (5)) in the policy loss (0 = ablation "w/o act sl")
     :param act_target: what L_act regresses onto Pi(x_t, z_t): ``"action"`` (a_t, eq. (5)) or ``"window_mean"``
         (the mean of a_t, ..., a_{t+l-1}, the actions that produced the l frames z_t encodes;
-        ``scripts/act_target_probe.py`` measures how much of each the network can predict)
+        ``scripts/act_target_probe.py`` measures how much of each the network can predict) or
+        ``"window_mean_rescaled"`` (that mean times sqrt(l * frame_step), clipped to the action bounds: the mean of
+        k independent noisy actions has 1/sqrt(k) of their noise, so this keeps a_t's scale, which the window mean
+        shrinks, while its noise is that of the window mean)
     :param ppo_loss: train the policy with PPO's loss (False = ablation "w/o act rl": L_act only)
     :param n_candidates: N, latents sampled from the prior per planning call (eq. (2))
     :param replan_every: plan every this many env steps (1 = every step, as in the paper)
@@ -394,7 +397,13 @@ class PVDR(PPO):
         buffer.align_mask = mask
         actions, _ = buffer.future_actions()  # (T, n_envs, l * frame_step, action_dim)
         actions = np.clip(actions, self.action_space.low, self.action_space.high)
-        buffer.act_targets = (actions[:, :, 0] if self.act_target == "action" else actions.mean(axis=2)).astype(np.float32)
+        if self.act_target == "action":
+            targets = actions[:, :, 0]
+        else:
+            targets = actions.mean(axis=2)
+            if self.act_target == "window_mean_rescaled":
+                targets = np.clip(targets * np.sqrt(actions.shape[2]), self.action_space.low, self.action_space.high)
+        buffer.act_targets = targets.astype(np.float32)
 
     @contextlib.contextmanager
     def _alignment_loss_hook(self) -> Iterator[list[float]]:
