@@ -6,7 +6,9 @@ A policy whose mean barely moves the arm succeeds in training by its noise and f
 a ``train.py`` run (as ``enjoy.py`` does: the run's env, wrapper and, for PVDR, its fine-tuned planning models) and
 plays the same variants with the mean action and with sampled actions, reporting per mode: success rate, episode
 length, the mean |mean action| over x, y, z (clipped to [-1, 1]), and the hand's distance to the goal at the start and
-at the end of the episode (metaworld's ``tcp_center`` and ``_target_pos``).
+at the end of the episode (metaworld's ``tcp_center`` and ``_target_pos``); for PVDR with ``--z-samples K`` also
+``z_spread``: the std of the policy's mean action over K draws of z from the prior for the same context (how much the
+action depends on which plan latent the policy gets, next to ``mean_action_abs``).
 
     MUJOCO_GL=egl python scripts/policy_probe.py --algo pvdr -f results/reach/runs/pvdr-oracle/reach-v2/seed1 \
         --episodes 8 --json probe.json
@@ -26,10 +28,40 @@ import torch as th
 from sb3_pvdr.common.errors import cli_entry
 
 
-def play(model: Any, env: Any, episodes: int, deterministic: bool) -> dict[str, float]:
-    """Play ``episodes`` episodes of a one-env VecEnv; mean figures over them."""
+def planning_wrapper(env: Any) -> Optional[Any]:
+    """The ``PlanningWrapper`` inside a one-env VecEnv's env (``None`` for PPO runs)."""
+    from sb3_pvdr.planning import PlanningWrapper
+
+    inner = env.envs[0]
+    while inner is not None and not isinstance(inner, PlanningWrapper):
+        inner = getattr(inner, "env", None)
+    return inner
+
+
+@th.no_grad()
+def z_spread(model: Any, wrapper: Any, obs: dict[str, np.ndarray], samples: int, generator: th.Generator) -> float:
+    """How much the policy's mean action depends on which plan latent it gets: its std over ``samples`` draws of z
+    from the prior P(z | x[, g]) for this one context, averaged over x, y, z (clipped to [-1, 1]). Comparable with
+    ``mean_action_abs``: a spread as large as the mean makes the action a coin toss of the plan sampled."""
+    dynamics = wrapper.planner.dynamics
+    context = th.as_tensor(obs["context_tokens"][0]).long()[None]
+    goal = wrapper._goal_tokens
+    prior = dynamics.prior(context, None if goal is None else goal.long()[None])
+    eps = th.randn((samples, *prior.mean.shape[1:]), generator=generator)
+    zs = (prior.mean + prior.std * eps).float()  # (samples, h, w, d)
+    batch = {key: th.as_tensor(np.repeat(value, samples, axis=0)) for key, value in obs.items()}
+    batch["z_star"] = zs.reshape(batch["z_star"].shape)
+    means = model.policy.get_distribution(batch).distribution.mean.clamp(-1.0, 1.0)[:, :3]
+    return float(means.std(dim=0).mean())
+
+
+def play(model: Any, env: Any, episodes: int, deterministic: bool, z_samples: int = 0) -> dict[str, float]:
+    """Play ``episodes`` episodes of a one-env VecEnv; mean figures over them (with ``z_samples`` > 0 and a PVDR
+    run also ``z_spread``, see :func:`z_spread`)."""
     metaworld_env = env.envs[0].unwrapped
-    rows = []
+    wrapper = planning_wrapper(env) if z_samples > 0 else None
+    generator = th.Generator().manual_seed(0)
+    rows, spreads = [], []
     for _ in range(episodes):
         obs = env.reset()
         inner = metaworld_env._mw_env  # the simulator of this episode (after reset)
@@ -40,6 +72,8 @@ def play(model: Any, env: Any, episodes: int, deterministic: bool) -> dict[str, 
                 obs_tensor, _ = model.policy.obs_to_tensor(obs)
                 mean = model.policy.get_distribution(obs_tensor).distribution.mean.cpu().numpy()[0]
             magnitudes.append(np.abs(np.clip(mean[:3], -1.0, 1.0)).mean())
+            if wrapper is not None:
+                spreads.append(z_spread(model, wrapper, obs, z_samples, generator))
             action, _ = model.predict(obs, deterministic=deterministic)
             obs, _, dones, infos = env.step(action)
             steps, done = steps + 1, bool(dones[0])
@@ -49,7 +83,10 @@ def play(model: Any, env: Any, episodes: int, deterministic: bool) -> dict[str, 
         rows.append((success, steps, np.mean(magnitudes), np.linalg.norm(goal - start), np.linalg.norm(goal - end)))
     table = np.asarray(rows, dtype=np.float64)
     keys = ("success", "episode_length", "mean_action_abs", "hand_goal_start", "hand_goal_end")
-    return {key: round(float(value), 4) for key, value in zip(keys, table.mean(axis=0))}
+    result = {key: round(float(value), 4) for key, value in zip(keys, table.mean(axis=0))}
+    if spreads:
+        result["z_spread"] = round(float(np.mean(spreads)), 4)
+    return result
 
 
 @cli_entry
@@ -63,6 +100,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--load-checkpoint", type=int, default=None, help="rl_model_<N>_steps.zip instead of the final model")
+    parser.add_argument("--z-samples", type=int, default=0,
+                        help="PVDR: also measure z_spread, the policy mean's std over this many prior draws of z per step")
     args = parser.parse_args(argv)
     if args.episodes <= 0:
         parser.error("--episodes must be positive")
@@ -75,7 +114,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         model, env, path = load_run(args.algo, args.env, folder=args.folder, seed=args.seed,  # same variants per mode
                                     load_checkpoint=args.load_checkpoint)
         result["model"] = path
-        result["deterministic" if deterministic else "stochastic"] = play(model, env, args.episodes, deterministic)
+        result["deterministic" if deterministic else "stochastic"] = play(model, env, args.episodes, deterministic,
+                                                                           args.z_samples if args.algo == "pvdr" else 0)
         env.close()
     print(json.dumps(result))
     if args.json:

@@ -117,8 +117,9 @@ def test_policy_probe_plays_the_mean_and_sampled_actions_on_the_same_variants(ru
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
     out = tmp_path / "probe.json"
-    result = probe.main(["--algo", "pvdr", "-f", str(runs), "--episodes", "2", "--json", str(out)])
+    result = probe.main(["--algo", "pvdr", "-f", str(runs), "--episodes", "2", "--json", str(out), "--z-samples", "4"])
     det, sto = result["deterministic"], result["stochastic"]
+    assert 0.0 < det["z_spread"] <= 1.0  # the policy reads z: other prior draws move its mean
     assert det["episode_length"] == sto["episode_length"] == EPISODE  # variant 0, no success in 32 steps of training
     assert det["hand_goal_start"] == pytest.approx(sto["hand_goal_start"]) and det["hand_goal_start"] > 0
     assert 0.0 <= det["mean_action_abs"] <= 1.0 and det["hand_goal_end"] != det["hand_goal_start"]
