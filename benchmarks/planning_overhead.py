@@ -213,11 +213,18 @@ def print_breakdown(label: str, totals: dict[str, float], steps: int, elapsed: f
             print(f"    {stage:<32s}{1000 * seconds / steps:8.2f}")
 
 
+def yaml_hyperparams(algo: str, env_id: str) -> dict:
+    """``zoo_configs/<algo>.yml``'s entry for ``env_id`` merged over its ``default:`` (as train.py reads it)."""
+    from sb3_pvdr.zoo import default_conf_file, load_zoo_file, lookup_hyperparams
+
+    return lookup_hyperparams(load_zoo_file(default_conf_file(algo)), env_id)
+
+
 def pvdr_yaml_policy_kwargs(env_id: str, aligner: Optional[str], inputs: Optional[str] = None) -> dict:
     """``zoo_configs/pvdr.yml``'s policy_kwargs for ``env_id``, with the aligner's ``arch`` / ``inputs`` replaced when given."""
-    from sb3_pvdr.zoo import default_conf_file, load_zoo_file, lookup_hyperparams, resolve_policy_kwargs
+    from sb3_pvdr.zoo import resolve_policy_kwargs
 
-    kwargs = resolve_policy_kwargs(lookup_hyperparams(load_zoo_file(default_conf_file("pvdr")), env_id).get("policy_kwargs", {}))
+    kwargs = resolve_policy_kwargs(yaml_hyperparams("pvdr", env_id).get("policy_kwargs", {}))
     if aligner is not None:
         if aligner not in ("transformer", "cnn"):
             raise ConfigError(f"--aligner must be transformer or cnn, got {aligner!r}")
@@ -233,9 +240,7 @@ def pvdr_yaml_policy_kwargs(env_id: str, aligner: Optional[str], inputs: Optiona
 
 def pvdr_yaml_models(env_id: str) -> dict[str, str]:
     """The ``tokenizer`` / ``dynamics`` that ``zoo_configs/pvdr.yml``'s PlanningWrapper loads for ``env_id``."""
-    from sb3_pvdr.zoo import default_conf_file, load_zoo_file, lookup_hyperparams
-
-    wrappers = lookup_hyperparams(load_zoo_file(default_conf_file("pvdr")), env_id).get("env_wrapper", [])
+    wrappers = yaml_hyperparams("pvdr", env_id).get("env_wrapper", [])
     for entry in wrappers if isinstance(wrappers, list) else [wrappers]:
         if isinstance(entry, dict) and "sb3_pvdr.planning.PlanningWrapper" in entry:
             kwargs = entry["sb3_pvdr.planning.PlanningWrapper"] or {}
@@ -245,10 +250,8 @@ def pvdr_yaml_models(env_id: str) -> dict[str, str]:
 
 def pvdr_yaml_bf16(env_id: str, bf16: Optional[str]) -> Union[bool, str]:
     """``--bf16`` as PVDR's ``bf16`` argument, or ``zoo_configs/pvdr.yml``'s value for ``env_id`` (false if absent)."""
-    from sb3_pvdr.zoo import default_conf_file, load_zoo_file, lookup_hyperparams
-
     if bf16 is None:
-        return lookup_hyperparams(load_zoo_file(default_conf_file("pvdr")), env_id).get("bf16", False)
+        return yaml_hyperparams("pvdr", env_id).get("bf16", False)
     value = {"true": True, "false": False, "auto": "auto"}.get(bf16.lower())
     if value is None:
         raise ConfigError(f"--bf16 must be true, false or auto, got {bf16!r}")
@@ -259,9 +262,9 @@ def training_steps_per_second(algo: str, env_id: str, rollouts: int, seed: int, 
     """``model.learn()`` env steps/s (SB3's ``time/fps``) with the yaml settings of ``algo`` for ``env_id``."""
     from stable_baselines3.common.env_util import make_vec_env
 
-    from sb3_pvdr.zoo import default_conf_file, load_zoo_file, lookup_hyperparams, resolve_policy_kwargs
+    from sb3_pvdr.zoo import resolve_policy_kwargs
 
-    hp = lookup_hyperparams(load_zoo_file(default_conf_file(algo)), env_id)
+    hp = yaml_hyperparams(algo, env_id)
     for key in ("n_timesteps", "env_wrapper", "callback", "monitor_kwargs", "normalize", "frame_stack"):
         hp.pop(key, None)
     n_envs, env_kwargs = hp.pop("n_envs", 1), hp.pop("env_kwargs", {})
