@@ -105,6 +105,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.episodes <= 0:
         parser.error("--episodes must be positive")
+    if args.z_samples < 0 or args.z_samples == 1:
+        parser.error("--z-samples must be 0 (off) or at least 2 (a spread needs two draws)")
     os.environ.setdefault("MUJOCO_GL", "egl")
     th.set_num_threads(args.threads)
     from sb3_pvdr.enjoy import load_run
