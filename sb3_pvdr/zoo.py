@@ -43,7 +43,7 @@ from typing import Any
 import gymnasium as gym
 import yaml
 from rl_zoo3.exp_manager import ExperimentManager
-from rl_zoo3.utils import ALGOS
+from rl_zoo3.utils import ALGOS, StoreDict
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalCallback
@@ -483,6 +483,25 @@ class ZooExperimentManager(ExperimentManager):
         print(f"Log path: {self.save_path}")
 
 
+class NameStoreDict(StoreDict):
+    """rl-zoo's ``-params key:value`` action (values are Python expressions), except that a bare name or path that
+    does not evaluate (``dynamics:metaworld-64-goal``, ``tokenizer:runs/x/tokenizer.pt``: a ``NameError``) is kept as
+    the string it spells, so shipped model names need no nested quotes. Anything with brackets still has to evaluate.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        arg_dict = {}
+        for argument in values:
+            key, _, value = argument.partition(":")
+            try:
+                arg_dict[key] = eval(value)  # rl-zoo's own semantics
+            except NameError as exc:
+                if not value.strip() or any(c in value for c in "()[]{}'\""):
+                    raise ConfigError(f"{option_string} {argument}: {value!r} does not evaluate ({exc})") from None
+                arg_dict[key] = value
+        setattr(namespace, self.dest, arg_dict)
+
+
 def _dump_yaml(data: dict[str, Any]) -> str:
     """Plain yaml (no ``!!python`` tags) when the values allow it, rl-zoo's tagged yaml otherwise."""
     try:
@@ -559,6 +578,7 @@ def main(argv: Sequence[str] | None = None, config_dir: str | Path | None = None
     argv = _prepare_argv(list(sys.argv[1:] if argv is None else argv), config_dir)
 
     rl_zoo3.train.ExperimentManager = ZooExperimentManager  # what train() instantiates
+    rl_zoo3.train.StoreDict = NameStoreDict  # -params dynamics:metaworld-64-goal without nested quotes
     saved_argv = sys.argv
     sys.argv = [saved_argv[0], *argv]
     try:

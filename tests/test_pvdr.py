@@ -700,6 +700,18 @@ def test_observed_plan_is_the_chosen_plan_shifted_by_its_age():
     assert "plan_tokens" not in PlanningWrapper(FakeImageGoalEnv(), tokenizer, dynamics).observation_space.spaces
 
 
+def alignment_loss_inputs(model: PVDR, sample) -> tuple:
+    """L_act on ``sample`` and the observation it handed the policy."""
+    seen = {}
+    original = model.policy.get_distribution
+    model.policy.get_distribution = lambda obs: seen.setdefault("obs", obs) and original(obs)
+    try:
+        loss = model.alignment_loss(sample)
+    finally:
+        model.policy.get_distribution = original
+    return loss, seen["obs"]
+
+
 def test_plan_aligner_reads_the_plan_and_lact_feeds_it_the_real_future():
     from sb3_pvdr.pvdr import PVDRFeaturesExtractor
 
@@ -708,7 +720,7 @@ def test_plan_aligner_reads_the_plan_and_lact_feeds_it_the_real_future():
         PVDRFeaturesExtractor(make_env(models).observation_space, dim=16, inputs="plan")
     env = make_plan_env(models)
     with pytest.raises(ConfigError, match="inputs must be one of"):
-        PVDRFeaturesExtractor(env.observation_space, inputs="goal")
+        PVDRFeaturesExtractor(env.observation_space, inputs="goal+z")
     extractor_kwargs = dict(dim=16, arch="cnn", cnn_features=32, inputs="plan")
     model = make_model(env, finetune_rollouts=0, policy_kwargs=dict(features_extractor_kwargs=extractor_kwargs))
     extractor = model.policy.features_extractor
@@ -727,11 +739,44 @@ def test_plan_aligner_reads_the_plan_and_lact_feeds_it_the_real_future():
     assert not buffer.latents.any()  # no posterior z_t computed for an aligner that does not read it
     sample = next(buffer.get(batch_size=24))
     # L_act's input: the real future y_t in the plan's place (not the plan the policy acted on)
-    seen = {}
-    original = model.policy.get_distribution
-    model.policy.get_distribution = lambda obs: seen.setdefault("obs", obs) and original(obs)
-    loss = model.alignment_loss(sample)
-    model.policy.get_distribution = original
+    loss, seen = alignment_loss_inputs(model, sample)
     assert loss is not None and torch.isfinite(loss)
-    torch.testing.assert_close(seen["obs"]["plan_tokens"], sample.futures[sample.align_mask])
+    torch.testing.assert_close(seen["plan_tokens"], sample.futures[sample.align_mask])
     model.learn(48)  # PPO + L_act end to end
+
+
+def test_goal_aligner_reads_the_goal_tokens_and_lact_keeps_them():
+    from sb3_pvdr.pvdr import PVDRFeaturesExtractor
+
+    models = tiny_models()
+    tokenizer, dynamics = models
+    with pytest.raises(ConfigError, match="observe_goal=True"):
+        PVDRFeaturesExtractor(make_env(models).observation_space, dim=16, inputs="z+goal")
+    wrapper = PlanningWrapper(FakeImageGoalEnv(max_steps=10), tokenizer, dynamics, n_candidates=3, observe_goal=True, seed=0)
+    assert "goal_tokens" not in PlanningWrapper(FakeImageGoalEnv(), tokenizer, dynamics).observation_space.spaces
+    obs, _ = wrapper.reset(seed=0)
+    assert wrapper.observation_space.contains(obs)
+    with torch.no_grad():  # the goal image's own tokens
+        expected = tokenizer.encode(torch.as_tensor(wrapper.env.reset(seed=0)[0]["desired_goal"])[None])[0].numpy()
+    np.testing.assert_array_equal(obs["goal_tokens"][0], expected)
+
+    env = make_vec_env(lambda: PlanningWrapper(FakeImageGoalEnv(max_steps=10), tokenizer, dynamics, n_candidates=3,
+                                               observe_goal=True, seed=0), n_envs=1, seed=0)
+    extractor_kwargs = dict(dim=16, arch="cnn", cnn_features=32, inputs="z+goal")
+    model = make_model(env, finetune_rollouts=0, policy_kwargs=dict(features_extractor_kwargs=extractor_kwargs))
+    extractor = model.policy.features_extractor
+    batch = {k: torch.as_tensor(v).float() for k, v in env.reset().items()}
+    other = dict(batch, goal_tokens=(batch["goal_tokens"] + 1) % (batch["goal_tokens"].max() + 2))
+    with torch.no_grad():
+        assert not torch.allclose(extractor(batch), extractor(other))  # the goal reaches the features
+        assert not torch.allclose(extractor(batch), extractor(dict(batch, z_star=batch["z_star"] + 1)))  # and z* does
+
+    collect(model)
+    model._compute_alignment_targets()
+    sample = next(model.rollout_buffer.get(batch_size=24))
+    loss, seen = alignment_loss_inputs(model, sample)
+    assert loss is not None and torch.isfinite(loss)
+    mask = sample.align_mask
+    torch.testing.assert_close(seen["goal_tokens"], sample.observations["goal_tokens"][mask])  # L_act sees the goal
+    torch.testing.assert_close(seen["z_star"], sample.latents[mask])  # and the posterior z in z*'s place
+    model.learn(48)

@@ -21,6 +21,7 @@ import sb3_pvdr.envs
 from sb3_pvdr.common.errors import ConfigError
 from sb3_pvdr.zoo import (
     FinalEvalCallback,
+    NameStoreDict,
     OnceCallbackList,
     check_env_kwargs,
     check_hyperparams,
@@ -292,3 +293,18 @@ def test_help_lists_the_algorithms_own_keys(capsys):
         assert f"\n  {key} " in text
     assert "clip_range" not in text  # PPO's own keys are rl-zoo's business
     assert "shipped model's name" in text
+
+
+def test_params_keep_bare_model_names_as_strings_but_not_broken_expressions():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-params", nargs="+", action=NameStoreDict, default={})
+    args = parser.parse_args(["-params", "dynamics:metaworld-64-goal", "tokenizer:runs/x/tokenizer.pt", "n_candidates:3",
+                              "act_target:'a_t'", "pretrained:True"])
+    assert args.params == {"dynamics": "metaworld-64-goal", "tokenizer": "runs/x/tokenizer.pt", "n_candidates": 3,
+                           "act_target": "a_t", "pretrained": True}
+    with pytest.raises(ConfigError, match="does not evaluate"):  # a typo inside an expression is not a string
+        parser.parse_args(["-params", "policy_kwargs:dict(net_arch=nett)"])
+    with pytest.raises(SyntaxError):  # rl-zoo's own errors otherwise
+        parser.parse_args(["-params", "n_steps:3+"])

@@ -4,7 +4,9 @@ Observation: ``Dict(context_tokens=(m, h, w) int64, z_star=(h, w, d_z) float32)`
 (x_t, z_t*) of the MDP in which the action alignment module Pi is a policy. With ``observe_plan`` it also holds
 ``plan_tokens=(l, h, w) int64``: the chosen plan D(x, z*) from the current step on (a plan held for ``offset`` steps is
 shifted by them, its last frame repeated), so an aligner can read z* through the frozen decoder (a function of
-(x_t, z_t*) still; L_act then regresses a_t from the real future y_t in its place). The reward is the env's
+(x_t, z_t*) still; L_act then regresses a_t from the real future y_t in its place). With ``observe_goal`` it holds
+``goal_tokens=(1, h, w) int64``, the goal image's tokens (a deviation from the paper's Pi(a | x, z*), whose only
+goal information is what planning put into z*: an aligner that sees the goal as pixel PPO does). The reward is the env's
 (-||o_{t+1} - g||_1 + success reward); the planning-oriented part of eq. (6) is added by the PVDR algorithm
 when it relabels its rollout buffer (it needs frames that arrive up to l steps later), see
 :mod:`sb3_pvdr.planning.relabel`.
@@ -81,6 +83,8 @@ class PlanningWrapper(gym.Wrapper):
         one, or the last one blurred (``"last_blurred"``, pixels only; :class:`~sb3_pvdr.planning.Planner`)
     :param observe_plan: add ``plan_tokens (l, h, w)``, the chosen plan from this step on, to the observation
         (module docstring); fixed at construction (it changes the observation space)
+    :param observe_goal: add ``goal_tokens (1, h, w)``, the goal image's tokens, to the observation (a deviation
+        from the paper's Pi(a | x, z*)); fixed at construction
     :param device: device for models loaded from paths (modules passed in keep their device)
     :param seed: seed of the prior-sampling generator (``reset(seed=...)`` re-seeds it)
     """
@@ -99,6 +103,7 @@ class PlanningWrapper(gym.Wrapper):
         bf16: Union[bool, str] = False,
         plan_distance: str = "mean",
         observe_plan: bool = False,
+        observe_goal: bool = False,
         device: str = "cpu",
         seed: Optional[int] = None,
     ) -> None:
@@ -126,6 +131,9 @@ class PlanningWrapper(gym.Wrapper):
         }
         if self.observe_plan:
             obs_spaces["plan_tokens"] = spaces.Box(0, dynamics.codebook_size - 1, (self.l, h, w), dtype=np.int64)
+        self.observe_goal = bool(observe_goal)
+        if self.observe_goal:
+            obs_spaces["goal_tokens"] = spaces.Box(0, dynamics.codebook_size - 1, (1, h, w), dtype=np.int64)
         self.observation_space = spaces.Dict(obs_spaces)
         self._generator = torch.Generator(device=self.planner.device)
         if seed is not None:
@@ -133,7 +141,7 @@ class PlanningWrapper(gym.Wrapper):
         self._context: Optional[np.ndarray] = None
         self._goal: Optional[np.ndarray] = None
         self._goal_target: Optional[torch.Tensor] = None
-        self._goal_tokens: Optional[torch.Tensor] = None  # for a goal-conditioned prior (prior_goal)
+        self._goal_tokens: Optional[torch.Tensor] = None  # for a goal-conditioned prior (prior_goal) or observe_goal
         self._plan = None
         self._plan_z: Optional[torch.Tensor] = None
         self._plan_stats: dict[str, float] = {}
@@ -248,8 +256,9 @@ class PlanningWrapper(gym.Wrapper):
         if self._goal is None or not np.array_equal(goal, self._goal):
             self._goal = np.array(goal)
             goal = torch.from_numpy(self._goal)[None].to(self.planner.device)
-            # one encoder pass serves the code-space target and a goal-conditioned prior (prior_goal)
-            tokens = self.planner.tokenizer.encode(goal) if self.planner.dynamics.config.prior_goal else None
+            # one encoder pass serves the code-space target, a goal-conditioned prior (prior_goal) and observe_goal
+            needs_tokens = self.planner.dynamics.config.prior_goal or self.observe_goal
+            tokens = self.planner.tokenizer.encode(goal) if needs_tokens else None
             self._goal_target = self.planner.frame_target(goal, tokens)[0]
             self._goal_tokens = None if tokens is None else tokens[0]
 
@@ -275,7 +284,7 @@ class PlanningWrapper(gym.Wrapper):
             oracle_future=oracle,
             temperature=self.prior_temperature,
             bf16=self.bf16,
-            goal_tokens=self._goal_tokens,
+            goal_tokens=self._goal_tokens if self.planner.dynamics.config.prior_goal else None,
         )
         self._plan_frames = self._plan.frames.cpu().numpy()
         self._plan_offset = 0
@@ -300,6 +309,8 @@ class PlanningWrapper(gym.Wrapper):
         obs = {"context_tokens": self._context.copy(), "z_star": self._plan.z_star.cpu().numpy().astype(np.float32)}
         if self.observe_plan:
             obs["plan_tokens"] = self._plan_from_now()
+        if self.observe_goal:
+            obs["goal_tokens"] = self._goal_tokens.cpu().numpy()[None].astype(np.int64)
         return obs
 
     def _plan_from_now(self) -> np.ndarray:

@@ -191,7 +191,7 @@ class STTokenFeaturesExtractor(BaseFeaturesExtractor):
         return th.cat((pooled, rearrange(hidden[:, -1], "b h w d -> b (h w d)")), dim=1)
 
 
-INPUTS = ("z", "plan", "z+plan")
+INPUTS = ("z", "plan", "z+plan", "z+goal", "plan+goal", "z+plan+goal")
 
 
 class PVDRFeaturesExtractor(STTokenFeaturesExtractor):
@@ -201,10 +201,12 @@ class PVDRFeaturesExtractor(STTokenFeaturesExtractor):
     token grids D(x_t, z*) (the planning wrapper's ``observe_plan``; embedded like the context), or both. The plan
     is a function of (x_t, z*) through the frozen decoder, so the aligner is still Pi(x_t, z*); unlike z it shows
     where the arm will be (scripts/act_target_probe.py: a window's mean action is readable from the real future
-    frames' tokens, held-out R^2 0.13-0.33, not from its posterior z, -0.16 to -0.13).
+    frames' tokens, held-out R^2 0.13-0.33, not from its posterior z, -0.16 to -0.13). ``+goal`` adds the goal
+    image's token grid (the planning wrapper's ``observe_goal``), a deviation from the paper's Pi(a | x, z*) that
+    gives the aligner what pixel PPO sees.
 
     :param observation_space: the planning wrapper's ``Dict(context_tokens (m, h, w), z_star (h, w, d_z)
-        [, plan_tokens (l, h, w)])``
+        [, plan_tokens (l, h, w)] [, goal_tokens (1, h, w)])``
     :param dim: feature dimension of the transformer
     :param depth: ST units (paper: 3)
     :param heads: attention heads (paper: 4)
@@ -215,7 +217,7 @@ class PVDRFeaturesExtractor(STTokenFeaturesExtractor):
     :param arch: ``"transformer"`` or ``"cnn"`` (:class:`STTokenFeaturesExtractor`)
     :param codebook: ``None`` or a tokenizer whose frozen codebook embeds the tokens
     :param cnn_features: output size of the ``"cnn"`` trunk
-    :param inputs: ``"z"`` (the paper), ``"plan"`` or ``"z+plan"``
+    :param inputs: ``"z"`` (the paper), ``"plan"`` or ``"z+plan"``, each optionally ``"+goal"``
     """
 
     def __init__(
@@ -236,13 +238,14 @@ class PVDRFeaturesExtractor(STTokenFeaturesExtractor):
         if inputs not in INPUTS:
             raise ConfigError(f"PVDRFeaturesExtractor: inputs must be one of {INPUTS}, got {inputs!r}")
         parts = inputs.split("+")
-        self.uses_z, self.uses_plan = "z" in parts, "plan" in parts
-        if self.uses_plan and (not isinstance(observation_space, spaces.Dict) or "plan_tokens" not in observation_space.spaces):
-            raise ConfigError(f"PVDRFeaturesExtractor inputs={inputs!r} needs plan_tokens in the observation: "
-                              f"wrap the env in PlanningWrapper(..., observe_plan=True)")
+        self.uses_z, self.uses_plan, self.uses_goal = "z" in parts, "plan" in parts, "goal" in parts
+        for used, key, flag in ((self.uses_plan, "plan_tokens", "observe_plan"), (self.uses_goal, "goal_tokens", "observe_goal")):
+            if used and (not isinstance(observation_space, spaces.Dict) or key not in observation_space.spaces):
+                raise ConfigError(f"PVDRFeaturesExtractor inputs={inputs!r} needs {key} in the observation: "
+                                  f"wrap the env in PlanningWrapper(..., {flag}=True)")
         plan_frames = observation_space["plan_tokens"].shape[0] if self.uses_plan else 0
         super().__init__(observation_space, "z_star", dim, depth, heads, ff_dim, window, dropout, pool, arch, codebook,
-                         cnn_features, prompt_frames=int(self.uses_z) + plan_frames)
+                         cnn_features, prompt_frames=int(self.uses_z) + plan_frames + int(self.uses_goal))
         if self.uses_z:
             self.z_proj = nn.Linear(observation_space["z_star"].shape[-1], dim)
 
@@ -252,6 +255,8 @@ class PVDRFeaturesExtractor(STTokenFeaturesExtractor):
             grids.append(rearrange(self.z_proj(observations["z_star"]), "b h w d -> b 1 h w d"))
         if self.uses_plan:
             grids.append(self.embed(observations["plan_tokens"].long()))  # (b, l, h, w, d)
+        if self.uses_goal:
+            grids.append(self.embed(observations["goal_tokens"].long()))  # (b, 1, h, w, d)
         return th.cat(grids, dim=1)
 
 

@@ -368,7 +368,8 @@ class PVDR(PPO):
         mask = batch.align_mask
         if not bool(mask.any()):
             return None
-        observations = {"context_tokens": batch.observations["context_tokens"][mask], "z_star": batch.latents[mask]}
+        observations = {key: value[mask] for key, value in batch.observations.items() if key != "plan_tokens"}  # goal_tokens too
+        observations["z_star"] = batch.latents[mask]
         if batch.futures is not None:  # an aligner that reads the plan D(x_t, z*) reads the real future y_t here
             observations["plan_tokens"] = batch.futures[mask]
         predicted = self.policy.get_distribution(observations).mode()
