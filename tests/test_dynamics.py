@@ -280,8 +280,10 @@ def test_bf16_autocast(model):
     assert model.decoder.to_logits.weight.grad is not None
     model.eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        tokens = model.generate(x, model.prior(x).mode())
+        tokens, logits = model.generate(x, model.prior(x).mode(), return_logits=True)
     assert tokens.shape == (3, TINY.l, 4, 4)
+    assert logits.dtype == torch.bfloat16
+    torch.testing.assert_close(tokens, logits.argmax(dim=-1))  # the fp32 cast before argmax picks the same codes
 
 
 @pytest.mark.parametrize("masked", [False, True])

@@ -62,6 +62,12 @@ CHECKPOINT_KIND = "visual_dynamics"
 LossBreakdown = namedtuple("LossBreakdown", ["recon", "kl_bottleneck", "kl_prior", "accuracy"])
 
 
+def _greedy(logits: Tensor) -> Tensor:
+    """argmax over codes; bf16 logits are cast to fp32 first (exact, and 3.5x faster on a CPU than a bf16 argmax:
+    ~2.6 ms of a ~55 ms planning call, paired A/B in one process, one thread)."""
+    return (logits.float() if logits.dtype == torch.bfloat16 else logits).argmax(dim=-1)
+
+
 class TokenEmbedding(nn.Module):
     """K codes -> ``dim``: an embedding table of width ``token_dim``, projected to ``dim`` if they differ.
 
@@ -294,14 +300,14 @@ class VisualDynamicsModel(nn.Module):
                     step = rearrange(dec.embed(frames[-1]), "b h w d -> b 1 h w d")
                     hidden = dec.transformer(dec.pos(step, t_offset=m + j), cache=cache)[:, -1]
                 logits.append(dec.to_logits(hidden))
-                frames.append(logits[-1].argmax(dim=-1))
+                frames.append(_greedy(logits[-1]))
         else:
             prefix = dec.prefix(x, z)
             for j in range(l):
                 seq = prefix if j == 0 else torch.cat((prefix, dec.embed(torch.stack(frames, dim=1))), dim=1)
                 hidden = dec.transformer(dec.pos(seq), frames_out=slice(-1, None))[:, -1]
                 logits.append(dec.to_logits(hidden))
-                frames.append(logits[-1].argmax(dim=-1))
+                frames.append(_greedy(logits[-1]))
         tokens = torch.stack(frames, dim=1)
         if return_logits:
             return tokens, torch.stack(logits, dim=1)
