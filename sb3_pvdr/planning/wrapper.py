@@ -284,7 +284,7 @@ class PlanningWrapper(gym.Wrapper):
             oracle_future=oracle,
             temperature=self.prior_temperature,
             bf16=self.bf16,
-            goal_tokens=self._goal_tokens if self.planner.dynamics.config.prior_goal else None,
+            goal_tokens=self._goal_tokens,  # the prior ignores them unless it is goal-conditioned
         )
         self._plan_frames = self._plan.frames.cpu().numpy()
         self._plan_offset = 0
