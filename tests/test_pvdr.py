@@ -122,6 +122,17 @@ def test_frame_step_model_relabels_and_fine_tunes_on_every_kth_frame():
     assert model.num_timesteps == 48
 
 
+def test_alignment_targets_do_not_depend_on_the_encoder_chunk():
+    """E runs over the rollout in chunks of windows (small ones are faster on a CPU): chunk edges change nothing."""
+    model = make_model(finetune_rollouts=0)
+    collect(model)
+    model._compute_alignment_targets(chunk=1000)
+    whole = model.rollout_buffer.latents.copy()
+    model._compute_alignment_targets(chunk=5)  # 24 steps: chunks end mid-rollout and the last one is short
+    assert whole.any()
+    np.testing.assert_allclose(model.rollout_buffer.latents, whole, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------- L_act
 def test_alignment_loss_gradient_reaches_only_the_policy_actor():
     model = make_model(finetune_rollouts=0)

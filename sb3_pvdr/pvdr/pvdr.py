@@ -376,9 +376,13 @@ class PVDR(PPO):
         return th.linalg.vector_norm(batch.act_targets[mask] - predicted, dim=-1).mean()
 
     @th.no_grad()
-    def _compute_alignment_targets(self, chunk: int = 256) -> None:
+    def _compute_alignment_targets(self, chunk: int = 32) -> None:
         """Fill ``rollout_buffer.latents`` with z_t = E(x_t, y_t).mean (not computed when the aligner does not read z),
-        ``futures`` with y_t (when the observation holds the plan) and ``align_mask`` with complete futures."""
+        ``futures`` with y_t (when the observation holds the plan) and ``align_mask`` with complete futures.
+
+        :param chunk: windows per encoder call. Small on purpose: E's activations for 256 windows (256 x 576 tokens x
+            128 floats per tensor) overflow the CPU caches and ran at 18.5 ms per window vs 12 ms for 32 (fp32, two
+            threads, AVX2 EPYC; see ``benchmarks/planning_overhead.py``'s "L_act targets" line)."""
         buffer = self.rollout_buffer
         futures, mask = buffer.future_tokens()
         contexts = buffer.observations["context_tokens"]
