@@ -198,6 +198,24 @@ def test_save_load_round_trip(tmp_path):
     torch.testing.assert_close(loaded.decode(tokens), model.decode(tokens))
 
 
+def test_conv_weights_are_channels_last_after_load_and_give_the_same_tokens(tmp_path):
+    """The frames go through the convs channels-last; the weights are kept so too (a speed layout, not a new
+    model): a loaded tokenizer's weights keep it, and an NCHW copy encodes and decodes the same."""
+    import copy
+
+    model = tiny_tokenizer()
+    model.save(tmp_path / "tok.pt")
+    loaded = VQTokenizer.load(tmp_path / "tok.pt")
+    convs = [m.weight for m in loaded.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    nchw = copy.deepcopy(loaded).to(memory_format=torch.contiguous_format)
+    assert not nchw.encoder.net[1].weight.is_contiguous(memory_format=torch.channels_last)
+    frames = random_frames(6, seed=3)
+    tokens = loaded.encode(frames)
+    assert torch.equal(nchw.encode(frames), tokens)
+    torch.testing.assert_close(nchw.decode(tokens), loaded.decode(tokens), atol=1e-5, rtol=1e-5)
+
+
 def test_load_rejects_other_kind_and_corrupt_files(tmp_path):
     save_checkpoint(tmp_path / "dyn.pt", "visual_dynamics", config={}, state_dict={})
     with pytest.raises(CheckpointError, match="visual_dynamics"):

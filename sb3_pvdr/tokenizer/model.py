@@ -197,6 +197,10 @@ class VQTokenizer(nn.Module):
             threshold_ema_dead_code=cfg.threshold_ema_dead_code,
             use_cosine_sim=cfg.use_cosine_sim,
         )
+        # conv weights in the layout encode/decode feed them (as training always had them): a loaded checkpoint's
+        # weights keep it (load_state_dict copies into these tensors). NCHW weights with channels-last frames cost
+        # the planning wrapper 10.4 instead of 8.0 ms per frame encode (one thread, AVX2 EPYC; same tokens)
+        self.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ properties
     @property
