@@ -122,6 +122,47 @@ def test_frame_step_model_relabels_and_fine_tunes_on_every_kth_frame():
     assert model.num_timesteps == 48
 
 
+def test_acting_threads_while_stepping_subprocess_envs_and_all_threads_for_fine_tuning(monkeypatch):
+    """With subprocess workers (they plan), the learner steps with ``acting_threads`` torch threads; fine-tuning at the
+    rollout's end and the update get the process's own count back; with in-process envs nothing changes."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from sb3_pvdr.pvdr import callbacks as pvdr_callbacks
+    from sb3_pvdr.pvdr import pvdr as pvdr_module
+
+    seen: dict[str, set] = {"step": set(), "finetune": set()}
+
+    class Record(BaseCallback):
+        def _on_step(self) -> bool:
+            seen["step"].add(torch.get_num_threads())
+            return True
+
+    finetune = pvdr_callbacks.DynamicsFineTuneCallback.finetune
+
+    def recorded(self, model):
+        seen["finetune"].add(torch.get_num_threads())
+        return finetune(self, model)
+
+    monkeypatch.setattr(pvdr_callbacks.DynamicsFineTuneCallback, "finetune", recorded)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model = make_model(finetune_rollouts=1, finetune_batches=1)
+        assert model.acting_threads == 1
+        model.learn(24, callback=Record())  # in-process envs: unchanged
+        assert seen == {"step": {2}, "finetune": {2}}
+        monkeypatch.setattr(pvdr_module, "_in_subprocesses", lambda env: True)
+        monkeypatch.setattr(PlanningWrapper, "set_torch_threads", lambda self, n: None)  # a worker's own, not ours here
+        seen = {"step": set(), "finetune": set()}
+        model.learn(48, callback=Record(), reset_num_timesteps=False)  # a fine-tuning and an alignment rollout
+        assert seen == {"step": {1}, "finetune": {2}}
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ConfigError, match="acting_threads"):
+            make_model(acting_threads=0)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_alignment_targets_do_not_depend_on_the_encoder_chunk():
     """E runs over the rollout in chunks of windows (small ones are faster on a CPU): chunk edges change nothing."""
     model = make_model(finetune_rollouts=0)

@@ -21,6 +21,7 @@ pre-training balance carry over:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from typing import Optional
@@ -209,7 +210,8 @@ class DynamicsFineTuneCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         if self.model.rollout_phase != FINETUNE:
             return
-        stats = self.finetune(self.model)
+        with getattr(self.model, "update_threads", contextlib.nullcontext)():  # all threads, not acting_threads
+            stats = self.finetune(self.model)
         for key, value in stats.items():
             self.logger.record(f"finetune/{key}", value)
 
