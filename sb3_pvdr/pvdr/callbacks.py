@@ -21,7 +21,6 @@ pre-training balance carry over:
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterable
 from typing import Optional
@@ -210,7 +209,7 @@ class DynamicsFineTuneCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         if self.model.rollout_phase != FINETUNE:
             return
-        with getattr(self.model, "update_threads", contextlib.nullcontext)():  # all threads, not acting_threads
+        with self.model.update_threads():  # all threads, not acting_threads
             stats = self.finetune(self.model)
         for key, value in stats.items():
             self.logger.record(f"finetune/{key}", value)

@@ -7,6 +7,7 @@ do not import each other.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Optional, Protocol
 
 if TYPE_CHECKING:
@@ -44,4 +45,9 @@ class FineTunedModel(Protocol):
 
     def finetuned_parameters(self, group: str) -> list[th.nn.Parameter]:
         """Parameters updated by L_rec (``"rec"``) or L_prior (``"prior"``)."""
+        ...
+
+    def update_threads(self) -> AbstractContextManager[None]:
+        """The process's own torch thread count for the block (fine-tuning runs inside the rollout collection,
+        which may have lowered it to ``acting_threads``)."""
         ...

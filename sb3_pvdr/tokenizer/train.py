@@ -107,7 +107,7 @@ def learning_rate(config: TokenizerConfig, step: int) -> float:
 
 def build_state(config: TokenizerConfig, device: torch.device, seed: int) -> TrainState:
     torch.manual_seed(seed)
-    model = VQTokenizer(config).to(device, memory_format=torch.channels_last).train()
+    model = VQTokenizer(config).to(device).train()  # conv weights channels-last: the constructor's layout
     loss_fn = TokenizerLoss(config).to(device)
     trained = model.decoder if config.train_only == "decoder" else model
     optimizer = torch.optim.Adam(trained.parameters(), lr=config.learning_rate, betas=config.adam_betas)
