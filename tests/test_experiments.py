@@ -57,11 +57,35 @@ def test_spec_expands_runs_and_merges_params():
         ({"runs": [{"label": "a", "algo": "ppo"}, {"label": "a", "algo": "ppo"}]}, "used twice"),
         ({"runs": [{"label": "a"}]}, "needs both"),
         ({"n_timesteps": 0}, "positive integer"),
+        ({"threads": 0}, "threads must be a positive integer"),
+        ({"vec_env": "ray"}, "vec_env must be one of dummy, subproc"),
     ],
 )
 def test_spec_errors_are_one_line(change, message):
     with pytest.raises(ConfigError, match=message):
         parse_experiment({**TINY, **change})
+
+
+def test_threads_and_vec_env_reach_train_py_and_fill_the_job_slots(tmp_path):
+    """A run's ``threads`` is its train.py --num-threads and the job slots it takes; ``vec_env`` its --vec-env."""
+    from sb3_pvdr.experiments.runner import Job
+
+    spec = parse_experiment({**TINY, "seeds": [0, 1], "threads": 2,
+                             "runs": [{"label": "wide", "algo": "pvdr", "vec_env": "subproc"},
+                                      {"label": "narrow", "algo": "ppo", "threads": 1}]})
+    wide, narrow = spec.runs[0], spec.runs[2]
+    assert (wide.threads, wide.vec_env, narrow.threads, narrow.vec_env) == (2, "subproc", 1, "dummy")
+    cmd = train_command(wide, Path("RUN"))
+    assert cmd[cmd.index("--num-threads") + 1] == "2" and cmd[cmd.index("--vec-env") + 1] == "subproc"
+    cmd = train_command(narrow, Path("RUN"))
+    assert cmd[cmd.index("--num-threads") + 1] == "1" and "--vec-env" not in cmd
+
+    runner = ExperimentRunner(spec, tmp_path, jobs=2)
+    job = lambda run: Job(run, tmp_path, process=None, log=None)  # noqa: E731
+    assert runner.fits(wide, {})  # nothing running: a run starts
+    assert not runner.fits(narrow, {"w": job(wide)})  # 2 + 1 > 2 slots
+    assert runner.fits(narrow, {"n": job(spec.runs[3])}) and not runner.fits(wide, {"n": job(narrow)})
+    assert ExperimentRunner(spec, tmp_path, jobs=1).fits(wide, {})  # wider than --jobs: starts alone
 
 
 def test_select_unknown_pattern_is_refused():

@@ -51,7 +51,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.add_argument("--results", default="results", help="results root: runs and curves go to RESULTS/<name>/ (default results)")
         p.add_argument("--only", nargs="+", default=None, help="runs whose label/env/seed starts with one of these")
         if name == "run":
-            p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs at once (default: the core count)")
+            p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="job slots (cores; default: the core count): runs at once, each taking its experiment file's threads (default 1)")
             p.add_argument("--print-commands", action="store_true", help="print one command per run instead of running")
             p.add_argument("--status-every", type=float, default=60.0, help="seconds between progress blocks")
             p.add_argument("--no-plot", action="store_true", help="do not write curves/table when the runs end")

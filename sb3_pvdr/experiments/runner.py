@@ -60,7 +60,9 @@ def train_command(run: RunSpec, run_dir: Path, checkpoint: Optional[Path] = None
     """The ``train.py`` command of a run (continuing ``checkpoint`` when given)."""
     cmd = [*train_entry(), "--algo", run.algo, "--env", run.env, "--seed", str(run.seed), "-n", str(run.n_timesteps),
            "--eval-freq", str(run.eval_freq), "--eval-episodes", str(run.eval_episodes), "--save-freq", str(run.eval_freq),
-           "-f", str(run_dir), "--num-threads", "1"]
+           "-f", str(run_dir), "--num-threads", str(run.threads)]
+    if run.vec_env != "dummy":
+        cmd += ["--vec-env", run.vec_env]
     if run.conf_file:
         cmd += ["--conf-file", run.conf_file]
     if checkpoint is not None:
@@ -100,7 +102,7 @@ class ExperimentRunner:
 
     :param spec: the experiment
     :param results_dir: ``results/<name>`` (runs go to its ``runs/``)
-    :param jobs: runs at once (each one torch thread)
+    :param jobs: job slots (cores): runs at once, each taking its ``threads`` slots (default one)
     :param status_every: seconds between progress blocks (one line per run)
     :param finished: ``label/env/seed`` keys known to be finished elsewhere (from a committed ``curves.csv``)
     """
@@ -119,6 +121,12 @@ class ExperimentRunner:
         return self.runs_dir / run.relpath
 
     # ------------------------------------------------------------------ launching
+    def fits(self, run: RunSpec, running: dict[str, Job]) -> bool:
+        """Whether ``run`` can start now: the running runs' threads plus its own within ``jobs`` (a run wider than
+        ``jobs`` starts alone)."""
+        busy = sum(job.run.threads for job in running.values())
+        return not running or busy + run.threads <= self.jobs
+
     def launch(self, run: RunSpec) -> Job:
         run_dir = self.run_dir(run)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +138,8 @@ class ExperimentRunner:
         log = (run_dir / "train.log").open("a")
         log.write(f"\n$ {shlex.join(cmd)}\n")
         log.flush()
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+        threads = str(run.threads)
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
                                    start_new_session=True)
         (run_dir / PID_FILE).write_text(f"{process.pid}\n")  # lets `status` in another shell see it running
@@ -201,7 +210,7 @@ class ExperimentRunner:
         last_status = 0.0
         try:
             while (todo or running) and stop["signal"] is None:
-                while todo and len(running) < self.jobs:
+                while todo and self.fits(todo[0], running):
                     run = todo.pop(0)
                     # checked again at launch: another command may have started or finished it meanwhile
                     if running_elsewhere(self.run_dir(run)) or is_done(run, self.run_dir(run)):

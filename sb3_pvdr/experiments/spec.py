@@ -16,7 +16,11 @@ An experiment file is yaml::
       - {label: ppo, algo: ppo}
 
 ``params`` are ``train.py -params`` overrides (yaml values, written as Python literals for rl-zoo), ``env_kwargs``
-are merged into the env's, ``conf_file`` replaces ``zoo_configs/<algo>.yml``.
+are merged into the env's, ``conf_file`` replaces ``zoo_configs/<algo>.yml``. ``threads`` (default 1) is a run's
+``train.py --num-threads`` and the number of the runner's ``--jobs`` slots (cores) it takes; ``vec_env: subproc``
+steps its envs in worker processes (``train.py --vec-env subproc``; default ``dummy``, in the learner's process). Both
+may be given at the top (every run) or per run: e.g. ``{threads: 2, vec_env: subproc}`` trains one PVDR run on both
+cores of a 2-core machine, its workers planning in parallel (``benchmarks/planning_overhead.py``: ~1.5x one thread).
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ import yaml
 from sb3_pvdr.common.errors import ConfigError
 
 TOP_KEYS = {"name", "n_timesteps", "eval_freq", "eval_episodes", "seeds", "envs", "budgets", "runs", "params", "env_kwargs",
-            "reference"}
-RUN_KEYS = {"label", "algo", "n_timesteps", "eval_freq", "eval_episodes", "seeds", "envs", "params", "env_kwargs", "conf_file"}
-INHERITED = ("n_timesteps", "eval_freq", "eval_episodes", "seeds", "envs")
+            "reference", "threads", "vec_env"}
+RUN_KEYS = {"label", "algo", "n_timesteps", "eval_freq", "eval_episodes", "seeds", "envs", "params", "env_kwargs", "conf_file",
+            "threads", "vec_env"}
+INHERITED = ("n_timesteps", "eval_freq", "eval_episodes", "seeds", "envs", "threads", "vec_env")
+VEC_ENVS = ("dummy", "subproc")
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class RunSpec:
     :param eval_episodes: episodes per evaluation
     :param params: ``-params`` overrides
     :param conf_file: hyperparameter file (``None``: ``zoo_configs/<algo>.yml``)
+    :param threads: torch threads (``train.py --num-threads``), also the runner's job slots (cores) the run takes
+    :param vec_env: ``"dummy"`` (envs in the learner's process) or ``"subproc"`` (``train.py --vec-env subproc``)
     """
 
     label: str
@@ -59,6 +67,8 @@ class RunSpec:
     eval_episodes: int
     params: dict[str, Any] = field(default_factory=dict)
     conf_file: Optional[str] = None
+    threads: int = 1
+    vec_env: str = "dummy"
 
     @property
     def key(self) -> str:
@@ -162,6 +172,10 @@ def parse_experiment(data: dict[str, Any], default_name: str = "experiment", sou
                 raise ConfigError(f"{where}: no {key} (give it in the run or at the top of the file)")
             _positive_int(merged[key], f"{where}.{key}")
         eval_episodes = _positive_int(merged["eval_episodes"] or 10, f"{where}.eval_episodes")
+        threads = _positive_int(merged["threads"] if merged["threads"] is not None else 1, f"{where}.threads")
+        vec_env = str(merged["vec_env"] or "dummy")
+        if vec_env not in VEC_ENVS:
+            raise ConfigError(f"{where}.vec_env must be one of {', '.join(VEC_ENVS)}, got {vec_env!r}")
         params = {**(data.get("params") or {}), **(entry.get("params") or {})}
         env_kwargs = {**(data.get("env_kwargs") or {}), **(entry.get("env_kwargs") or {})}
         if not isinstance(params, dict) or not isinstance(env_kwargs, dict):
@@ -174,7 +188,7 @@ def parse_experiment(data: dict[str, Any], default_name: str = "experiment", sou
             for seed in seeds:
                 runs.append(
                     RunSpec(label, str(entry["algo"]), env, seed, merged["n_timesteps"], merged["eval_freq"], eval_episodes,
-                            params, entry.get("conf_file"))
+                            params, entry.get("conf_file"), threads, vec_env)
                 )
     n_max = max(run.n_timesteps for run in runs)
     budgets = data.get("budgets") or [n_max // 4, n_max // 2, n_max]
