@@ -1,3 +1,9 @@
+"""One-off probe (issue 12, stop 36): the shipped tokenizer's frame encode, eager vs torch.compile of its encoder.
+
+One thread, batch 1, 50 random 64x64 frames, best of 3 passes; prints eager (before / after), compiled, the compile
+time and the share of identical tokens. Outputs: encode_compile_probe_2026-12-07.txt. Run from the repository root:
+``python benchmarks/results/encode_compile_probe_2026-12-07.py``. Result: not worth a code path (README, Benchmarks).
+"""
 import time, torch, numpy as np
 torch.set_num_threads(1)
 from sb3_pvdr.pretrained import resolve
