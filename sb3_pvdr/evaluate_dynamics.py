@@ -163,9 +163,12 @@ def expert_clip(task: str, seed: int, m: int, l: int, image_size: int, frame_ste
 @torch.no_grad()
 def evaluate_task(model: VisualDynamicsModel, tokenizer: Any, task: str, variants: int, seed_base: int,
                   candidates: tuple[int, ...], generator: torch.Generator, temperature: float = 1.0,
-                  context_start: int = 0) -> dict[str, Any]:
+                  context_start: int = 0, recorded_seed: Optional[int] = None) -> dict[str, Any]:
     """Accuracy, plan diversity and plan gain on ``variants`` held-out variants of ``task`` (module docstring);
-    ``context_start``: expert steps between reset and the context's first frame."""
+    ``context_start``: expert steps between reset and the context's first frame; ``recorded_seed``: instead of the
+    held-out seeds, the variants of episodes 0, 1, ... that ``sb3_pvdr.video.record --seed recorded_seed`` recorded
+    (pre-training's own variants: an over-fitting check)."""
+    from sb3_pvdr.video.record import episode_seed
     m, l = model.config.m, model.config.l  # noqa: E741
     n_max = max(candidates)
     sums: dict[str, list[float]] = {}
@@ -174,8 +177,8 @@ def evaluate_task(model: VisualDynamicsModel, tokenizer: Any, task: str, variant
         sums.setdefault(key, []).append(float(value))
 
     for i in range(variants):
-        frames, goal = expert_clip(task, seed_base + i, m, l, tokenizer.image_size, model.config.frame_step,
-                                   start=context_start)
+        seed = seed_base + i if recorded_seed is None else episode_seed(recorded_seed, task, i)
+        frames, goal = expert_clip(task, seed, m, l, tokenizer.image_size, model.config.frame_step, start=context_start)
         tokens = tokenizer.encode(torch.from_numpy(frames)).long()  # (m + l, h, w)
         x, y = tokens[None, :m], tokens[None, m:]
         changed = y != x[:, -1:]
@@ -263,6 +266,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--task", default=None, help="comma-separated Meta-World tasks for the planning report, e.g. reach-v2,plate-slide-v2")
     parser.add_argument("--variants", type=int, default=20, help="held-out variants per task (default 20)")
     parser.add_argument("--seed-base", type=int, default=100_000, help="env seeds of the held-out variants start here")
+    parser.add_argument("--recorded-variants", type=int, default=None, metavar="SEED",
+                        help="with --task: evaluate on the variants `sb3_pvdr.video.record --seed SEED` recorded (episodes "
+                             "0, 1, ...; the reference data: 0) instead of held-out ones: is the model over-fitted to them?")
     parser.add_argument("--context-start", type=int, default=0,
                         help="expert steps between reset and the context's first frame (default 0: plan from reset; "
                              "e.g. 24 on plate-slide, where the expert first walks away from the goal to the puck)")
@@ -325,7 +331,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         generator = torch.Generator().manual_seed(args.seed)
         for task in [t.strip() for t in args.task.split(",") if t.strip()]:
             report[task] = evaluate_task(model, tokenizer, task, args.variants, args.seed_base, candidates, generator,
-                                         args.temperature, context_start=args.context_start)
+                                         args.temperature, context_start=args.context_start,
+                                         recorded_seed=args.recorded_variants)
             print_task_report(task, report[task], candidates)
             if args.goal_probe:
                 data = collect_goal_windows(task, tokenizer, model, episodes=args.goal_probe, steps=args.probe_steps,

@@ -215,7 +215,7 @@ def test_loss_gradients_follow_stop_gradient(model):
     x, y = clip()
     model.train()
     total, parts = model.loss(x, y)
-    assert set(parts._fields) == {"recon", "kl_bottleneck", "kl_prior", "accuracy"}
+    assert set(parts._fields) == {"recon", "kl_bottleneck", "kl_prior", "accuracy", "prior_decode"}
     assert not parts.accuracy.requires_grad and 0 <= parts.accuracy <= 1
     torch.testing.assert_close(total, parts.recon + 1e-3 * parts.kl_bottleneck + parts.kl_prior)
     groups = model.parameter_groups()
@@ -426,3 +426,59 @@ def test_goal_conditioned_prior_reads_the_goal_and_starts_from_a_context_prior()
         VisualDynamicsModel(dataclasses.replace(TINY, dim=16, heads=2)).load_weights_from(base)
     with pytest.raises(ConfigError, match="prior_goal"):
         DynamicsConfig(prior_goal="yes")
+
+
+def test_prior_decode_loss_trains_the_prior_mean_to_decode_the_future():
+    import torch.nn.functional as F
+    from einops import rearrange
+
+    torch.manual_seed(0)
+    x, y = clip(8)
+    x = x[:1].repeat(8, 1, 1, 1)  # one context, eight futures: only z tells them apart
+    off = VisualDynamicsModel(TINY).eval()
+    total, parts = off.loss(x, y)
+    assert float(parts.prior_decode) == 0.0  # the paper's loss by default
+    torch.testing.assert_close(total, parts.recon + 1e-3 * parts.kl_bottleneck + parts.kl_prior)
+    with pytest.raises(ConfigError, match="prior_decode"):
+        dataclasses.replace(TINY, prior_decode=-1.0)
+
+    model = VisualDynamicsModel(dataclasses.replace(TINY, prior_decode=2.0)).eval()  # eval: no input corruption
+    model.load_state_dict(off.state_dict())
+    total, parts = model.loss(x, y)
+    expected = F.cross_entropy(rearrange(model.decoder(x, y, model.prior(x).mean), "b t h w k -> (b t h w) k"),
+                               rearrange(y, "b t h w -> (b t h w)"))
+    torch.testing.assert_close(parts.prior_decode, expected)
+    torch.testing.assert_close(total, parts.recon + 1e-3 * parts.kl_bottleneck + parts.kl_prior + 2.0 * expected)
+    # as the prior re-fit runs it (train_only: [prior]): the gradient reaches P through the frozen decoder
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith("prior"))
+    total.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.prior_head.parameters())
+    assert all(p.grad is None for p in model.decoder.parameters())
+
+    # a frozen decoder whose logits depend on z (z projection and logits scaled up), then 30 steps of the prior alone,
+    # with the decoding loss and (control) without it
+    with torch.no_grad():
+        model.decoder.z_proj.weight.mul_(20.0)
+        model.decoder.to_logits.weight.mul_(20.0)
+    control = VisualDynamicsModel(TINY).eval()
+    control.load_state_dict(model.state_dict())
+    _, before = model.loss(x, y)
+
+    def fit_prior(net: VisualDynamicsModel) -> None:
+        for name, param in net.named_parameters():
+            param.requires_grad_(name.startswith("prior"))
+        opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-2)
+        for _ in range(30):
+            loss, _ = net.loss(x, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    fit_prior(model)
+    fit_prior(control)
+    _, after = model.loss(x, y)
+    control.config.prior_decode = 1.0  # only to read its prior's decoding loss
+    _, after_control = control.loss(x, y)
+    assert after.prior_decode < before.prior_decode - 0.05, (before.prior_decode, after.prior_decode)
+    assert after.prior_decode < after_control.prior_decode - 0.05, (after.prior_decode, after_control.prior_decode)

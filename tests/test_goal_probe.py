@@ -1,5 +1,8 @@
 """sb3_pvdr.planning.goal_probe measures what it claims: synthetic latents with a known answer."""
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 
 from sb3_pvdr.planning.goal_probe import goal_information, groups_of, implied_motion_cosine, rank_correlation, ridge_probe
@@ -142,3 +145,33 @@ def test_reward_probe_pixel_distance_rises_with_the_hands_distance_to_the_goal()
     result = probe.summarise(rows)
     assert result["spearman_all"] > 0.5 and set(result["per_mode"]) == set(probe.MODES)
     assert sum(n for n, _ in result["bands"].values()) == 90
+
+
+def _motion_probe():
+    spec = importlib.util.spec_from_file_location("motion_probe", Path(__file__).parent.parent / "scripts" / "motion_probe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_motion_probe_explained_energy_separates_informative_features_from_noise():
+    """scripts/motion_probe.py: a constant motion is explained by the mean alone, a feature-driven one only by the
+    features that drive it, never by noise features."""
+    probe = _motion_probe()
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(120, 5))
+    constant = np.tile([0.1, 0.0, -0.05], (120, 1))
+    assert probe.explained_energy(None, constant) > 0.99
+    driven = features[:, :3] * 0.05  # zero-mean motion set by the features
+    assert probe.explained_energy(None, driven) < 0.05
+    assert probe.explained_energy(features, driven, alpha=0.01) > 0.9
+    assert probe.explained_energy(rng.normal(size=(120, 5)), driven, alpha=0.01) < 0.1
+
+
+def test_motion_probe_reads_the_experts_hand_motion_after_the_context():
+    """One reach variant: contexts at both sizes, the 39-d state, and the hand's move over the next l expert steps."""
+    probe = _motion_probe()
+    clip = probe.expert_motion("reach-v2", 100_000, m=2, l=3, start=0, sizes=(16, 32))
+    assert clip["pixels_16"].shape == (2, 16, 16, 3) and clip["pixels_32"].shape == (2, 32, 32, 3)
+    assert clip["state"].shape == (39,) and clip["motion"].shape == (3,)
+    assert 0.0 < np.linalg.norm(clip["motion"]) < 0.2  # the scripted expert moves the hand, a few cm in 3 steps

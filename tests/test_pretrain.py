@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -288,6 +289,33 @@ def test_evaluate_dynamics_task_report(tmp_path: Path) -> None:
     evaluate_dynamics.main(["--model", str(tmp_path / "dyn.pt"), "--tokenizer", str(tmp_path / "tok.pt"), "--task", "reach-v2",
                             "--variants", "1", "--candidates", "2", "--context-start", "3", "--json", str(later)])
     assert json.loads(later.read_text())["reach-v2"]["context_start"] == 3
+
+
+def test_evaluate_dynamics_recorded_variants(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--recorded-variants SEED: the gates on the variants the recorder used (pre-training's own), not held-out ones."""
+    from test_planning import tiny_models
+
+    from sb3_pvdr import evaluate_dynamics
+    from sb3_pvdr.video.record import episode_seed
+
+    tokenizer, dynamics = tiny_models(l=2)
+    tokenizer.save(tmp_path / "tok.pt")
+    dynamics.save(tmp_path / "dyn.pt")
+    seeds: list[int] = []
+    real_clip = evaluate_dynamics.expert_clip
+
+    def spy(task: str, seed: int, *args: Any, **kwargs: Any) -> Any:
+        seeds.append(seed)
+        return real_clip(task, seed, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate_dynamics, "expert_clip", spy)
+    base = ["--model", str(tmp_path / "dyn.pt"), "--tokenizer", str(tmp_path / "tok.pt"), "--task", "reach-v2",
+            "--variants", "2", "--candidates", "2"]
+    evaluate_dynamics.main(base + ["--recorded-variants", "0"])
+    assert seeds == [episode_seed(0, "reach-v2", 0), episode_seed(0, "reach-v2", 1)]
+    seeds.clear()
+    evaluate_dynamics.main(base + ["--seed-base", "7"])  # held-out by default
+    assert seeds == [7, 8]
 
 
 def test_evaluate_dynamics_goal_probe(tmp_path: Path) -> None:

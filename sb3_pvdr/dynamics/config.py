@@ -61,6 +61,12 @@ class DynamicsConfig:
         from the paper's P(z | x), made for goals that change per reset: a context-only prior cannot know where an
         unseen goal is, so its candidates (and the chosen z*) carry no goal (``evaluate_dynamics --goal-probe``).
         ``False`` is the paper's.
+    :param prior_decode: weight of a decoding loss on the prior's mean: the cross-entropy of the future y under
+        D(x, mu_P(x)) (teacher-forced, with the inputs ``input_corruption`` corrupts), added to the prior's loss. The
+        forward KL fits mu_P to the *average* of the posterior means over the futures of one context; where those
+        spread (noisy futures), that average need not be a latent the decoder turns into a likely future (hand-insert:
+        the prior's mean decodes worse than z = 0, even on its own training clips). This term asks mu_P for the latent
+        that decodes the futures best. It trains P (and D, unless frozen: ``train_only: [prior]``). 0 is the paper's.
     """
 
     codebook_size: int = 256
@@ -81,6 +87,7 @@ class DynamicsConfig:
     prior_kl: str = "reverse"
     frame_step: int = 1
     prior_goal: bool = False
+    prior_decode: float = 0.0
 
     def __post_init__(self) -> None:
         for name in _TUPLE_FIELDS:
@@ -109,6 +116,8 @@ class DynamicsConfig:
             raise ConfigError(f"DynamicsConfig.prior_kl must be 'reverse' (eq. (1)) or 'forward', got {self.prior_kl!r}")
         if not 0.0 <= float(self.input_corruption) < 1.0:
             raise ConfigError(f"DynamicsConfig.input_corruption must be in [0, 1), got {self.input_corruption!r}")
+        if not isinstance(self.prior_decode, (int, float)) or isinstance(self.prior_decode, bool) or self.prior_decode < 0:
+            raise ConfigError(f"DynamicsConfig.prior_decode must be a number >= 0, got {self.prior_decode!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"DynamicsConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if not isinstance(self.prior_goal, bool):

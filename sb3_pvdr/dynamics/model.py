@@ -59,7 +59,8 @@ from sb3_pvdr.dynamics.st_transformer import STPositionalEmbedding, STTransforme
 
 CHECKPOINT_KIND = "visual_dynamics"
 
-LossBreakdown = namedtuple("LossBreakdown", ["recon", "kl_bottleneck", "kl_prior", "accuracy"])
+# prior_decode: the decoding loss of the prior's mean (DynamicsConfig.prior_decode; 0 when off)
+LossBreakdown = namedtuple("LossBreakdown", ["recon", "kl_bottleneck", "kl_prior", "accuracy", "prior_decode"], defaults=(0.0,))
 
 
 def _greedy(logits: Tensor) -> Tensor:
@@ -337,7 +338,7 @@ class VisualDynamicsModel(nn.Module):
         :param y: future tokens ``(B, l, h, w)``
         :param lambda_1: weight of KL(q || N(0, I)) (Table 2: 1e-3)
         :param goal: goal tokens ``(B, h, w)`` for a goal-conditioned prior (``config.prior_goal``)
-        :return: total loss and ``LossBreakdown(recon, kl_bottleneck, kl_prior, accuracy)`` (see the
+        :return: total loss and ``LossBreakdown(recon, kl_bottleneck, kl_prior, accuracy, prior_decode)`` (see the
             module docstring for the reductions; ``accuracy`` is detached)
         """
         x = self._check_tokens(x, self.config.m, "x")
@@ -355,7 +356,12 @@ class VisualDynamicsModel(nn.Module):
         with torch.no_grad():
             accuracy = (logits.argmax(dim=-1) == y).float().mean()
         total = recon + lambda_1 * kl_bottleneck + kl_prior
-        return total, LossBreakdown(recon, kl_bottleneck, kl_prior, accuracy)
+        prior_decode = torch.zeros((), device=y.device)
+        if self.config.prior_decode > 0:  # -log D(y | x, mu_P(x)): the prior's mean as a latent that decodes the future
+            logits_p = self.decoder(x, self.corrupt_inputs(y), p.mean).float()
+            prior_decode = F.cross_entropy(rearrange(logits_p, "b t h w k -> (b t h w) k"), rearrange(y, "b t h w -> (b t h w)"))
+            total = total + self.config.prior_decode * prior_decode
+        return total, LossBreakdown(recon, kl_bottleneck, kl_prior, accuracy, prior_decode)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: Union[str, os.PathLike], **extra: Any) -> None:
