@@ -4,7 +4,7 @@
 # variants), tokenized with the shipped `metaworld-64` tokenizer (so both models plan in one token space; that
 # tokenizer was trained on the 12 downstream tasks' frames: only the dynamics model is out of domain), then the same
 # recipe as the reference model (scripts/pretrain_reference.sh): 3,000 pre-training steps, the prior re-fitted with
-# the forward KL for 600 + 3,000 steps as for the reference model (until 2026-12-01: + 1,400, which left reach's prior-mean accuracy below z = 0's). Resumable: each stage leaves a `.done` marker; an interrupted training stage
+# the forward KL for 600 + 3,000 steps and for 600 with a decoding loss on its mean as for the reference model (until 2026-12-01: + 1,400, which left reach's prior-mean accuracy below z = 0's). Resumable: each stage leaves a `.done` marker; an interrupted training stage
 # continues from its last checkpoint when the script is re-run.
 #
 #   bash scripts/pretrain_domain_gap.sh          # outputs under $REF_DIR/gap (default ~/.cache/sb3_pvdr/reference/gap)
@@ -39,7 +39,12 @@ stage tokenize_val python -m sb3_pvdr.tokenizer.tokenize --tokenizer "$TOKENIZER
 
 TOKENIZER_PATH="$(python -c "from sb3_pvdr.pretrained import resolve; print(resolve('$TOKENIZER', 'tokenizer'))")"
 dynamics_stages "$GAP_DIR" "$TOKENIZER_PATH" "$PRETRAIN_STEPS" "$PRIOR_LONG_STEPS" "$THREADS"
+# Then 600 steps of the prior with a decoding loss on its mean, as the reference model's (configs/prior_decode.yml;
+# results/prior_decode). prior_decode/dynamics.pt is the shipped metaworld-64-gap.
+stage prior_decode python -m sb3_pvdr.pretrain --data "$GAP_DIR/tokens" --val-data "$GAP_DIR/tokens_val" \
+    --tokenizer "$TOKENIZER_PATH" --out "$GAP_DIR/prior_decode" --config configs/prior_decode.yml \
+    --init-from "$GAP_DIR/prior_forward_long/dynamics.pt" --threads "$THREADS" --no-progress $(resume_flag "$GAP_DIR/prior_decode")
 
-echo "== domain-gap dynamics model: $GAP_DIR/prior_forward_long/dynamics.pt"
-echo "   check: python -m sb3_pvdr.evaluate_dynamics --model $GAP_DIR/prior_forward_long/dynamics.pt --tokenizer $TOKENIZER --task reach-v2,plate-slide-v2,hand-insert-v2"
-echo "   ship:  python -m sb3_pvdr.pretrained add metaworld-64-gap --tokenizer metaworld-64 --dynamics $GAP_DIR/prior_forward_long/dynamics.pt"
+echo "== domain-gap dynamics model: $GAP_DIR/prior_decode/dynamics.pt"
+echo "   check: python -m sb3_pvdr.evaluate_dynamics --model $GAP_DIR/prior_decode/dynamics.pt --tokenizer $TOKENIZER --task reach-v2,plate-slide-v2,hand-insert-v2"
+echo "   ship:  python -m sb3_pvdr.pretrained add metaworld-64-gap --overwrite --tokenizer metaworld-64 --dynamics $GAP_DIR/prior_decode/dynamics.pt"
