@@ -205,6 +205,7 @@ def evaluate_task(model: VisualDynamicsModel, tokenizer: Any, task: str, variant
     result: dict[str, Any] = {k: float(np.mean(v)) for k, v in sums.items()}
     result["variants"] = variants
     result["context_start"] = context_start
+    result["recorded_seed"] = recorded_seed
     result["diversity_vs_real_change"] = result["diversity"] / max(result["real_change"], 1e-9)
     for n in candidates:
         gap = result[f"goal_distance/average@{n}"] - result["goal_distance/expert"]
@@ -215,7 +216,8 @@ def evaluate_task(model: VisualDynamicsModel, tokenizer: Any, task: str, variant
 
 
 def print_task_report(task: str, r: dict[str, Any], candidates: tuple[int, ...]) -> None:
-    print(f"{task}: {r['variants']} held-out variants")
+    which = "held-out" if r.get("recorded_seed") is None else f"pre-training (record --seed {r['recorded_seed']})"
+    print(f"{task}: {r['variants']} {which} variants")
     print(f"  accuracy (generated)   all     changing tokens")
     for name in ("posterior", "prior_mean", "zero"):
         print(f"  {name:<20}{r[f'{name}/generated']:>7.4f}{r.get(f'{name}/changed', float('nan')):>12.4f}")

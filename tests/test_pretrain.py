@@ -311,8 +311,9 @@ def test_evaluate_dynamics_recorded_variants(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(evaluate_dynamics, "expert_clip", spy)
     base = ["--model", str(tmp_path / "dyn.pt"), "--tokenizer", str(tmp_path / "tok.pt"), "--task", "reach-v2",
             "--variants", "2", "--candidates", "2"]
-    evaluate_dynamics.main(base + ["--recorded-variants", "0"])
+    evaluate_dynamics.main(base + ["--recorded-variants", "0", "--json", str(tmp_path / "r.json")])
     assert seeds == [episode_seed(0, "reach-v2", 0), episode_seed(0, "reach-v2", 1)]
+    assert json.loads((tmp_path / "r.json").read_text())["reach-v2"]["recorded_seed"] == 0
     seeds.clear()
     evaluate_dynamics.main(base + ["--seed-base", "7"])  # held-out by default
     assert seeds == [7, 8]
