@@ -39,11 +39,6 @@ stage tokenize_val python -m sb3_pvdr.tokenizer.tokenize --tokenizer "$TOKENIZER
 
 TOKENIZER_PATH="$(python -c "from sb3_pvdr.pretrained import resolve; print(resolve('$TOKENIZER', 'tokenizer'))")"
 dynamics_stages "$GAP_DIR" "$TOKENIZER_PATH" "$PRETRAIN_STEPS" "$PRIOR_LONG_STEPS" "$THREADS"
-# Then 600 steps of the prior with a decoding loss on its mean, as the reference model's (configs/prior_decode.yml;
-# results/prior_decode). prior_decode/dynamics.pt is the shipped metaworld-64-gap.
-stage prior_decode python -m sb3_pvdr.pretrain --data "$GAP_DIR/tokens" --val-data "$GAP_DIR/tokens_val" \
-    --tokenizer "$TOKENIZER_PATH" --out "$GAP_DIR/prior_decode" --config configs/prior_decode.yml \
-    --init-from "$GAP_DIR/prior_forward_long/dynamics.pt" --threads "$THREADS" --no-progress $(resume_flag "$GAP_DIR/prior_decode")
 
 echo "== domain-gap dynamics model: $GAP_DIR/prior_decode/dynamics.pt"
 echo "   check: python -m sb3_pvdr.evaluate_dynamics --model $GAP_DIR/prior_decode/dynamics.pt --tokenizer $TOKENIZER --task reach-v2,plate-slide-v2,hand-insert-v2"

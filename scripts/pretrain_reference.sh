@@ -50,15 +50,10 @@ stage tokenize_val python -m sb3_pvdr.tokenizer.tokenize --tokenizer "$REF_DIR/t
 
 # Pre-training, then the prior re-fitted with the forward KL for 600 + PRIOR_LONG_STEPS steps (scripts/stages.sh; the
 # long re-fit took held-out kl_prior 2.528 -> 2.352 and reach's plan gain at N = 16 0.59 -> 2.28:
-# results/prior_forward_long).
+# results/prior_forward_long), then for 600 with a decoding loss on its mean (results/prior_decode: prior-mean accuracy
+# on changing tokens reach 0.327 -> 0.489, hand-insert diversity 0.11 -> 0.38). prior_decode/dynamics.pt is the
+# shipped metaworld-64.
 dynamics_stages "$REF_DIR" "$REF_DIR/tokenizer/tokenizer.pt" "$PRETRAIN_STEPS" "$PRIOR_LONG_STEPS" "$THREADS" "$NPROC"
-
-# Then 600 steps of the prior with a decoding loss on its mean (configs/prior_decode.yml, DynamicsConfig.prior_decode 10;
-# results/prior_decode: prior-mean accuracy on changing tokens reach 0.327 -> 0.489, hand-insert diversity 0.11 -> 0.38).
-# prior_decode/dynamics.pt is the shipped model (~9 min on one core).
-stage prior_decode python -m sb3_pvdr.pretrain --data "$REF_DIR/tokens" --val-data "$REF_DIR/tokens_val" \
-    --tokenizer "$REF_DIR/tokenizer/tokenizer.pt" --out "$REF_DIR/prior_decode" --config configs/prior_decode.yml \
-    --init-from "$REF_DIR/prior_forward_long/dynamics.pt" --threads "$THREADS" --no-progress $(resume_flag "$REF_DIR/prior_decode")
 
 # Sharper reconstructions with the same tokens (27.6 -> 28.3 dB held-out PSNR at 2,000 steps, ~19 min on one core).
 stage tokenizer_decoder python -m sb3_pvdr.tokenizer.train --data "$REF_DIR/videos" --val-data "$REF_DIR/videos_val" \

@@ -16,13 +16,15 @@ stage() {  # stage NAME COMMAND...: run COMMAND unless NAME is done, then mark i
 
 resume_flag() { [ -f "$1/last.pt" ] && echo "--resume" || true; }  # --resume when a run folder has a checkpoint
 
-# dynamics_stages DIR TOKENIZER PRETRAIN_STEPS PRIOR_LONG_STEPS THREADS [NPROC]: the three training stages of a shipped
+# dynamics_stages DIR TOKENIZER PRETRAIN_STEPS PRIOR_LONG_STEPS THREADS [NPROC]: the four training stages of a shipped
 # visual dynamics model on DIR/tokens (held out: DIR/tokens_val), each resumable from its run folder's last.pt:
 #   pretrain            eq. (1) on every module (configs/pretrain_reference.yml), NPROC processes (torchrun, default 1)
 #   prior_forward       the prior alone re-fitted with the forward KL (configs/prior_forward.yml, E and D untouched):
 #                       eq. (1)'s reverse KL leaves prior samples near-copies of each other
 #   prior_forward_long  PRIOR_LONG_STEPS more steps of the same re-fit from those weights (fresh Adam state)
-# The model to ship is DIR/prior_forward_long/dynamics.pt.
+#   prior_decode        600 steps of the prior with a decoding loss on its mean (configs/prior_decode.yml,
+#                       DynamicsConfig.prior_decode 10; results/prior_decode)
+# The model to ship is DIR/prior_decode/dynamics.pt.
 dynamics_stages() {
     local dir="$1" tokenizer="$2" steps="$3" long_steps="$4" threads="$5" nproc="${6:-1}"
     local common=(--data "$dir/tokens" --val-data "$dir/tokens_val" --tokenizer "$tokenizer" --threads "$threads" --no-progress)
@@ -33,4 +35,6 @@ dynamics_stages() {
     stage prior_forward_long python -m sb3_pvdr.pretrain "${common[@]}" --out "$dir/prior_forward_long" \
         --config configs/prior_forward.yml --init-from "$dir/prior_forward/dynamics.pt" --steps "$long_steps" \
         $(resume_flag "$dir/prior_forward_long")
+    stage prior_decode python -m sb3_pvdr.pretrain "${common[@]}" --out "$dir/prior_decode" \
+        --config configs/prior_decode.yml --init-from "$dir/prior_forward_long/dynamics.pt" $(resume_flag "$dir/prior_decode")
 }

@@ -1,4 +1,4 @@
-"""scripts/stages.sh: the cached stages and the dynamics model's three training stages shared by
+"""scripts/stages.sh: the cached stages and the dynamics model's four training stages shared by
 scripts/pretrain_reference.sh and scripts/pretrain_domain_gap.sh, checked with stand-ins for torchrun and python on
 PATH that log their arguments (nothing is trained)."""
 
@@ -40,20 +40,23 @@ def option(argv: list[str], name: str) -> str:
     return argv[argv.index(name) + 1]
 
 
-def test_three_stages_chain_their_weights(tmp_path):
+def test_four_stages_chain_their_weights(tmp_path):
     calls = run_dynamics_stages(tmp_path, nproc=2)
     work = tmp_path / "work"
-    assert [option(c, "--out") for c in calls] == [str(work / n) for n in ("pretrain", "prior_forward", "prior_forward_long")]
-    pretrain, prior, prior_long = calls
+    names = ("pretrain", "prior_forward", "prior_forward_long", "prior_decode")
+    assert [option(c, "--out") for c in calls] == [str(work / n) for n in names]
+    pretrain, prior, prior_long, prior_decode = calls
     assert pretrain[0] == "torchrun" and option(pretrain, "--nproc_per_node") == "2"
     assert option(pretrain, "--steps") == "30" and option(pretrain, "--config") == "configs/pretrain_reference.yml"
     assert option(prior, "--init-from") == str(work / "pretrain" / "dynamics.pt")
     assert option(prior_long, "--init-from") == str(work / "prior_forward" / "dynamics.pt")
     assert option(prior_long, "--steps") == "14" and "--steps" not in prior  # the 600-step re-fit is the config's
+    assert option(prior_decode, "--init-from") == str(work / "prior_forward_long" / "dynamics.pt")
+    assert option(prior_decode, "--config") == "configs/prior_decode.yml" and "--steps" not in prior_decode
     for argv in calls:
         assert option(argv, "--data") == str(work / "tokens") and option(argv, "--val-data") == str(work / "tokens_val")
         assert option(argv, "--tokenizer") == "TOK.pt" and "--resume" not in argv
-    for name in ("pretrain", "prior_forward", "prior_forward_long"):
+    for name in names:
         assert (work / f".{name}.done").exists()
 
 
@@ -64,5 +67,6 @@ def test_done_stages_are_skipped_and_interrupted_ones_resume(tmp_path):
     for name in ("pretrain", "prior_forward"):
         (work / f".{name}.done").touch()
     calls = run_dynamics_stages(tmp_path)
-    assert len(calls) == 1 and option(calls[0], "--out") == str(work / "prior_forward_long")
+    assert len(calls) == 2 and option(calls[0], "--out") == str(work / "prior_forward_long")
     assert "--resume" in calls[0]
+    assert option(calls[1], "--out") == str(work / "prior_decode") and "--resume" not in calls[1]
