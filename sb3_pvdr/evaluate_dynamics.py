@@ -303,6 +303,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args.data is None and args.task is None:
         raise ConfigError("give --task (held-out env variants) and/or --data (a held-out token folder)")
     candidates = tuple(int(n) for n in args.candidates.split(","))
+    if args.recorded_variants is not None and (args.recorded_variants < 0 or not args.task):
+        raise ConfigError(f"--recorded-variants needs --task and a seed >= 0, got {args.recorded_variants}")
     if args.context_start < 0:
         raise ConfigError(f"--context-start must be >= 0, got {args.context_start}")
     if min(candidates) < 1 or args.variants < 1:

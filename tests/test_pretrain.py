@@ -317,6 +317,8 @@ def test_evaluate_dynamics_recorded_variants(tmp_path: Path, monkeypatch: pytest
     seeds.clear()
     evaluate_dynamics.main(base + ["--seed-base", "7"])  # held-out by default
     assert seeds == [7, 8]
+    with pytest.raises(SystemExit):  # a negative recorder seed: one-line error, nothing evaluated
+        evaluate_dynamics.main(base + ["--recorded-variants", "-1"])
 
 
 def test_evaluate_dynamics_goal_probe(tmp_path: Path) -> None:
