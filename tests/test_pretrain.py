@@ -22,7 +22,8 @@ import yaml
 
 from sb3_pvdr.common.checkpoint import load_checkpoint
 from sb3_pvdr.dynamics import VisualDynamicsModel
-from sb3_pvdr.pretrain import PretrainConfig, main, pretrain
+from sb3_pvdr.pretrain import PretrainConfig, main, parse_args, pretrain
+from sb3_pvdr.pretrained import get as get_pretrained
 from sb3_pvdr.tokenizer import TokenizerConfig, VQTokenizer
 from sb3_pvdr.video import write_token_folder
 
@@ -68,6 +69,16 @@ def setup(tmp_path: Path) -> dict[str, Path]:
 def cli(setup: dict[str, Path], *extra: str) -> list[str]:
     return ["--data", str(setup["data"]), "--tokenizer", str(setup["tokenizer"]), "--out", str(setup["out"]),
             "--config", str(setup["config"]), "--device", "cpu", "--no-progress", *extra]
+
+
+def test_cli_takes_shipped_model_names_for_tokenizer_and_init_from(tmp_path: Path) -> None:
+    args = parse_args(["--data", "d", "--tokenizer", "metaworld-64", "--out", "o", "--init-from", "metaworld-64-fwd"])
+    assert Path(args.tokenizer) == get_pretrained("metaworld-64").path("tokenizer")
+    assert Path(args.init_from) == get_pretrained("metaworld-64-fwd").path("dynamics")
+    assert Path(args.tokenizer).is_file() and Path(args.init_from).is_file()
+    own = tmp_path / "tokenizer.pt"
+    assert parse_args(["--data", "d", "--tokenizer", str(own), "--out", "o"]).tokenizer == str(own)
+    assert parse_args(["--data", "d", "--tokenizer", str(own), "--out", "o"]).init_from is None
 
 
 def test_tiny_run_writes_checkpoints_and_resume_continues(setup: dict[str, Path]) -> None:

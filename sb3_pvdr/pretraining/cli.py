@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 
 from sb3_pvdr.common.errors import CheckpointError, ConfigError, DataError, cli_entry
+from sb3_pvdr.pretrained import resolve
 from sb3_pvdr.pretraining.config import PretrainConfig
 from sb3_pvdr.pretraining.distributed import init_distributed
 from sb3_pvdr.pretraining.loop import pretrain
@@ -22,7 +23,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         "Distributed: torchrun --nproc_per_node N -m sb3_pvdr.pretrain ...",
     )
     parser.add_argument("--data", required=True, help="token folder (from sb3_pvdr.tokenizer.tokenize) or folder of videos")
-    parser.add_argument("--tokenizer", required=True, help="trained VQTokenizer checkpoint (tokenizer.pt)")
+    parser.add_argument("--tokenizer", required=True,
+                        help="trained VQTokenizer checkpoint (tokenizer.pt) or a shipped model's name (metaworld-64)")
     parser.add_argument("--out", required=True, help="run folder: last.pt, dynamics.pt, tb/, config.yml")
     parser.add_argument("--config", default="cpu", help="profile 'cpu' (default), 'paper', or a .yml file")
     parser.add_argument("--val-data", default=None, help="held-out token folder (or videos) for validation")
@@ -37,13 +39,19 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--image-every", type=int, default=None)
     parser.add_argument("--val-every", type=int, default=None)
     parser.add_argument("--init-from", default=None,
-                        help="start from this dynamics.pt's weights (with the config's train_only: re-fit a part of it)")
+                        help="start from this dynamics.pt's weights, or a shipped model's (metaworld-64-fwd); with the "
+                        "config's train_only: re-fit a part of it")
     parser.add_argument("--resume", action="store_true", help="continue OUT/last.pt (model, optimizer, step)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads per process (1 is often fastest on a busy shared CPU)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar (log files)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # shipped models by name, wherever a checkpoint path is accepted (python -m sb3_pvdr.pretrained list)
+    args.tokenizer = resolve(args.tokenizer, "tokenizer")
+    if args.init_from is not None:
+        args.init_from = resolve(args.init_from, "dynamics")
+    return args
 
 
 def config_from_args(args: argparse.Namespace) -> PretrainConfig:
