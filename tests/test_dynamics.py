@@ -482,3 +482,41 @@ def test_prior_decode_loss_trains_the_prior_mean_to_decode_the_future():
     _, after_control = control.loss(x, y)
     assert after.prior_decode < before.prior_decode - 0.05, (before.prior_decode, after.prior_decode)
     assert after.prior_decode < after_control.prior_decode - 0.05, (after.prior_decode, after_control.prior_decode)
+
+
+def test_prior_decode_generated_inputs_scores_the_free_running_decoding_of_the_prior_mean():
+    import torch.nn.functional as F
+    from einops import rearrange
+
+    torch.manual_seed(0)
+    x, y = clip(8)
+    x = x[:1].repeat(8, 1, 1, 1)
+    with pytest.raises(ConfigError, match="prior_decode_inputs"):
+        dataclasses.replace(TINY, prior_decode=1.0, prior_decode_inputs="sampled")
+    teacher = VisualDynamicsModel(dataclasses.replace(TINY, prior_decode=1.0)).eval()
+    model = VisualDynamicsModel(dataclasses.replace(TINY, prior_decode=1.0, prior_decode_inputs="generated")).eval()
+    model.load_state_dict(teacher.state_dict())
+    with torch.no_grad():  # a decoder whose greedy frames depend on z, so generated and teacher-forced inputs differ
+        for net in (model, teacher):
+            net.decoder.z_proj.weight.mul_(20.0)
+            net.decoder.to_logits.weight.mul_(20.0)
+    total, parts = model.loss(x, y)
+    _, logits = model.generate(x, model.prior(x).mean, return_logits=True)
+    expected = F.cross_entropy(rearrange(logits.float(), "b t h w k -> (b t h w) k"), rearrange(y, "b t h w -> (b t h w)"))
+    torch.testing.assert_close(parts.prior_decode, expected)
+    assert abs(float(parts.prior_decode) - float(teacher.loss(x, y)[1].prior_decode)) > 1e-3  # not the teacher-forced term
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith("prior"))
+    total.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.prior_head.parameters())
+    assert all(p.grad is None for p in model.decoder.parameters())
+
+    # 30 prior-only steps on this loss lower the free-running decoding loss of the prior's mean
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(30):
+        loss, _ = model.loss(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    _, after = model.loss(x, y)
+    assert after.prior_decode < parts.prior_decode - 0.05, (parts.prior_decode, after.prior_decode)

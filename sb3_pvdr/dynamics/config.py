@@ -67,6 +67,10 @@ class DynamicsConfig:
         spread (noisy futures), that average need not be a latent the decoder turns into a likely future (hand-insert:
         the prior's mean decodes worse than z = 0, even on its own training clips). This term asks mu_P for the latent
         that decodes the futures best. It trains P (and D, unless frozen: ``train_only: [prior]``). 0 is the paper's.
+    :param prior_decode_inputs: the decoder's inputs in that loss: ``"teacher"`` (the true earlier future frames,
+        corrupted as in pre-training) or ``"generated"`` (free-running: its own greedy frames, as in planning and in
+        the held-out gates; the gradient reaches mu_P through every frame's logits, not through the argmax). Under
+        teacher forcing the true earlier frames already show the motion, so mu_P need not carry it.
     """
 
     codebook_size: int = 256
@@ -88,6 +92,7 @@ class DynamicsConfig:
     frame_step: int = 1
     prior_goal: bool = False
     prior_decode: float = 0.0
+    prior_decode_inputs: str = "teacher"
 
     def __post_init__(self) -> None:
         for name in _TUPLE_FIELDS:
@@ -118,6 +123,10 @@ class DynamicsConfig:
             raise ConfigError(f"DynamicsConfig.input_corruption must be in [0, 1), got {self.input_corruption!r}")
         if not isinstance(self.prior_decode, (int, float)) or isinstance(self.prior_decode, bool) or self.prior_decode < 0:
             raise ConfigError(f"DynamicsConfig.prior_decode must be a number >= 0, got {self.prior_decode!r}")
+        if self.prior_decode_inputs not in ("teacher", "generated"):
+            raise ConfigError(
+                f"DynamicsConfig.prior_decode_inputs must be 'teacher' or 'generated', got {self.prior_decode_inputs!r}"
+            )
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"DynamicsConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if not isinstance(self.prior_goal, bool):

@@ -358,7 +358,10 @@ class VisualDynamicsModel(nn.Module):
         total = recon + lambda_1 * kl_bottleneck + kl_prior
         prior_decode = torch.zeros((), device=y.device)
         if self.config.prior_decode > 0:  # -log D(y | x, mu_P(x)): the prior's mean as a latent that decodes the future
-            logits_p = self.decoder(x, self.corrupt_inputs(y), p.mean).float()
+            if self.config.prior_decode_inputs == "generated":  # free-running, as planning decodes: (B, l, h, w, K)
+                logits_p = self.generate(x, p.mean, return_logits=True)[1].float()
+            else:
+                logits_p = self.decoder(x, self.corrupt_inputs(y), p.mean).float()
             prior_decode = F.cross_entropy(rearrange(logits_p, "b t h w k -> (b t h w) k"), rearrange(y, "b t h w -> (b t h w)"))
             total = total + self.config.prior_decode * prior_decode
         return total, LossBreakdown(recon, kl_bottleneck, kl_prior, accuracy, prior_decode)
