@@ -428,6 +428,18 @@ def test_goal_conditioned_prior_reads_the_goal_and_starts_from_a_context_prior()
         DynamicsConfig(prior_goal="yes")
 
 
+def fit_prior(net: VisualDynamicsModel, x: torch.Tensor, y: torch.Tensor, steps: int = 30) -> None:
+    """``steps`` Adam steps of ``net.loss`` on the prior alone (as ``train_only: [prior]`` re-fits it)."""
+    for name, param in net.named_parameters():
+        param.requires_grad_(name.startswith("prior"))
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(steps):
+        loss, _ = net.loss(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 def test_prior_decode_loss_trains_the_prior_mean_to_decode_the_future():
     import torch.nn.functional as F
     from einops import rearrange
@@ -465,18 +477,8 @@ def test_prior_decode_loss_trains_the_prior_mean_to_decode_the_future():
     control.load_state_dict(model.state_dict())
     _, before = model.loss(x, y)
 
-    def fit_prior(net: VisualDynamicsModel) -> None:
-        for name, param in net.named_parameters():
-            param.requires_grad_(name.startswith("prior"))
-        opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-2)
-        for _ in range(30):
-            loss, _ = net.loss(x, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-    fit_prior(model)
-    fit_prior(control)
+    fit_prior(model, x, y)
+    fit_prior(control, x, y)
     _, after = model.loss(x, y)
     control.config.prior_decode = 1.0  # only to read its prior's decoding loss
     _, after_control = control.loss(x, y)
@@ -512,11 +514,6 @@ def test_prior_decode_generated_inputs_scores_the_free_running_decoding_of_the_p
     assert all(p.grad is None for p in model.decoder.parameters())
 
     # 30 prior-only steps on this loss lower the free-running decoding loss of the prior's mean
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(30):
-        loss, _ = model.loss(x, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit_prior(model, x, y)
     _, after = model.loss(x, y)
     assert after.prior_decode < parts.prior_decode - 0.05, (parts.prior_decode, after.prior_decode)
