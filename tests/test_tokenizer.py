@@ -280,6 +280,19 @@ def test_tokenize_cli_writes_token_folder(tmp_path):
     first = np.load(data / "task" / "ep_00000.npz")["frames"]
     np.testing.assert_array_equal(tokens[:6], model.encode(first).numpy())
 
+    # several sources into one token folder (the reference recipe's noise-0.5 + noise-0.1 clips)
+    more = write_episodes(tmp_path / "more", n_episodes=1, length=5)
+    meta = tokenize_cli.main(["--tokenizer", str(tmp_path / "tok.pt"), "--data", str(data), str(more),
+                              "--out", str(tmp_path / "both"), "--no-progress"])
+    both, episodes, stored = read_token_folder(tmp_path / "both")
+    assert episodes.tolist() == [[0, 6], [6, 12], [12, 17]] and meta["num_episodes"] == 3
+    np.testing.assert_array_equal(both[:12], tokens)
+    assert stored["source"] == [str(data.resolve()), str(more.resolve())]
+    with pytest.raises(SystemExit):  # a missing source: one-line error, nothing written
+        tokenize_cli.main(["--tokenizer", str(tmp_path / "tok.pt"), "--data", str(data), str(tmp_path / "nope"),
+                           "--out", str(tmp_path / "none"), "--no-progress"])
+    assert not (tmp_path / "none").exists()
+
 
 def test_evaluate_cli_metrics_and_png(tmp_path):
     data = write_episodes(tmp_path / "data", n_episodes=2, length=6)

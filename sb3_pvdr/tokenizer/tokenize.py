@@ -45,7 +45,8 @@ def encode_episodes(tokenizer: VQTokenizer, dataset: VideoClipDataset, batch_siz
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sb3_pvdr.tokenizer.tokenize", description=__doc__.split("\n")[0])
     parser.add_argument("--tokenizer", required=True, help="tokenizer checkpoint (OUT/tokenizer.pt of the training CLI) or shipped name (metaworld-64)")
-    parser.add_argument("--data", required=True, help="folder (or file) of videos / .npz episodes")
+    parser.add_argument("--data", required=True, nargs="+",
+                        help="folders (or files) of videos / .npz episodes; several are tokenized into one token folder")
     parser.add_argument("--out", required=True, help="token folder to write")
     parser.add_argument("--batch-size", type=int, default=256, help="frames encoded at a time")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing token folder")
@@ -67,16 +68,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     tokenizer_path = Path(resolve_pretrained(args.tokenizer, "tokenizer"))
     tokenizer = VQTokenizer.load(tokenizer_path, map_location=get_device(args.device))
-    data = Path(args.data).expanduser()
-    if not data.exists():
-        raise DataError(f"data not found: {data}")
+    data = [Path(item).expanduser() for item in args.data]
+    for item in data:
+        if not item.exists():
+            raise DataError(f"data not found: {item}")
     dataset = VideoClipDataset(data, m=1, l=0, image_size=tokenizer.image_size, skip_bad=args.skip_bad, cache_episodes=0)
     meta = {
         "codebook_size": tokenizer.codebook_size,
         "image_size": tokenizer.image_size,
         "tokenizer": str(tokenizer_path.resolve()),
         "tokenizer_sha256": file_sha256(tokenizer_path),
-        "source": str(data.resolve()),
+        "source": str(data[0].resolve()) if len(data) == 1 else [str(item.resolve()) for item in data],
         "episode_files": [ref.name for ref in dataset.episodes],
     }
     out = write_token_folder(args.out, encode_episodes(tokenizer, dataset, args.batch_size, not args.no_progress), meta, overwrite=args.overwrite)
