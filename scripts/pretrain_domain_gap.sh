@@ -37,8 +37,7 @@ stage tokenize python -m sb3_pvdr.tokenizer.tokenize --tokenizer "$TOKENIZER" --
 stage tokenize_val python -m sb3_pvdr.tokenizer.tokenize --tokenizer "$TOKENIZER" --data "$GAP_DIR/videos_val" \
     --out "$GAP_DIR/tokens_val" --overwrite --threads "$THREADS" --no-progress
 
-TOKENIZER_PATH="$(python -c "from sb3_pvdr.pretrained import resolve; print(resolve('$TOKENIZER', 'tokenizer'))")"
-dynamics_stages "$GAP_DIR" "$TOKENIZER_PATH" "$PRETRAIN_STEPS" "$PRIOR_LONG_STEPS" "$THREADS"
+dynamics_stages "$GAP_DIR" "$TOKENIZER" "$PRETRAIN_STEPS" "$PRIOR_LONG_STEPS" "$THREADS"
 
 echo "== domain-gap dynamics model: $GAP_DIR/prior_decode/dynamics.pt"
 echo "   check: python -m sb3_pvdr.evaluate_dynamics --model $GAP_DIR/prior_decode/dynamics.pt --tokenizer $TOKENIZER --task reach-v2,plate-slide-v2,hand-insert-v2"
