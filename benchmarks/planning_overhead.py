@@ -36,6 +36,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Optional, Union
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -258,8 +259,28 @@ def pvdr_yaml_bf16(env_id: str, bf16: Optional[str]) -> Union[bool, str]:
     return value
 
 
-def training_steps_per_second(algo: str, env_id: str, rollouts: int, seed: int, **overrides) -> float:
-    """``model.learn()`` env steps/s (SB3's ``time/fps``) with the yaml settings of ``algo`` for ``env_id``."""
+def process_cpu_seconds(pid: int) -> Optional[float]:
+    """User + system CPU seconds of process ``pid`` so far (all its threads; Linux ``/proc``), None where unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15 of proc(5))
+
+
+def workers_cpu_seconds(env) -> Optional[float]:
+    """CPU seconds of a SubprocVecEnv's worker processes so far (None for a DummyVecEnv or without ``/proc``)."""
+    processes = getattr(env, "processes", None)
+    if not processes:
+        return None
+    times = [process_cpu_seconds(p.pid) for p in processes]
+    return None if any(t is None for t in times) else float(sum(times))
+
+
+def training_steps_per_second(algo: str, env_id: str, rollouts: int, seed: int,
+                              **overrides) -> tuple[float, Optional[float]]:
+    """``model.learn()`` env steps/s (SB3's ``time/fps``) with the yaml settings of ``algo`` for ``env_id``, and the CPU
+    seconds per env step of all its processes (main + SubprocVecEnv workers; None where the workers' are unreadable)."""
     from stable_baselines3.common.env_util import make_vec_env
 
     from sb3_pvdr.zoo import resolve_policy_kwargs
@@ -278,15 +299,21 @@ def training_steps_per_second(algo: str, env_id: str, rollouts: int, seed: int, 
     model = (PVDR if algo == "pvdr" else PPO)(env=env, seed=seed, device="cpu", **{**hp, **overrides})
     steps = rollouts * model.n_steps * n_envs
     with stage_timers() as totals:
+        workers_start = workers_cpu_seconds(env)
         cpu_start, start = time.process_time(), time.perf_counter()
         model.learn(steps)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        workers_end = workers_cpu_seconds(env)
     print_breakdown(algo, totals, steps, elapsed)
     # CPU time of this process (all its threads): above the stages' sum when idle OpenMP threads spin-wait (try
     # OMP_WAIT_POLICY=PASSIVE where the cores are shared)
     print(f"    {'main process CPU time':<32s}{1000 * cpu / steps:8.2f}")
+    total = cpu
+    if workers_start is not None and workers_end is not None:
+        total += workers_end - workers_start
+        print(f"    {'workers CPU time (env, planning)':<32s}{1000 * (workers_end - workers_start) / steps:8.2f}")
     env.close()
-    return steps / elapsed
+    return steps / elapsed, (total / steps if workers_start is not None and workers_end is not None else None)
 
 
 @cli_entry
@@ -372,8 +399,9 @@ def main() -> None:
         if args.train_vec_env not in ("dummy", "subproc"):
             raise ConfigError(f"--train-vec-env must be dummy or subproc, got {args.train_vec_env!r}")
         torch.set_num_threads(args.train_threads)
-        ppo_fps = training_steps_per_second("ppo", args.env, args.train_rollouts, args.seed, vec_env=args.train_vec_env)
-        pvdr_fps = training_steps_per_second("pvdr", args.env, args.train_rollouts, args.seed, wrapper=wrapper,
+        ppo_fps, ppo_cpu = training_steps_per_second("ppo", args.env, args.train_rollouts, args.seed,
+                                                     vec_env=args.train_vec_env)
+        pvdr_fps, pvdr_cpu = training_steps_per_second("pvdr", args.env, args.train_rollouts, args.seed, wrapper=wrapper,
                                              vec_env=args.train_vec_env,
                                              **{"policy_kwargs": pvdr_policy_kwargs, "bf16": bf16, **(args.pvdr_params or {})})
         torch.set_num_threads(args.threads)
@@ -383,6 +411,12 @@ def main() -> None:
         print(f"  pixel PPO                          {ppo_fps:8.1f}")
         label = "PVDR" + "".join(f" {k}={v}" for k, v in (args.pvdr_params or {}).items())
         print(f"  {label:<35s}{pvdr_fps:8.1f}   ratio {pvdr_fps / ppo_fps:.2f}x")
+        if ppo_cpu is not None and pvdr_cpu is not None:
+            # with every process busy all the time, steps/s = cores / CPU seconds per step: the ratio no scheduling
+            # (overlap of fine-tuning with acting, more workers) can beat on these cores without less CPU work per step
+            print(f"  CPU ms per env step, all processes: pixel PPO {1000 * ppo_cpu:.1f}, PVDR {1000 * pvdr_cpu:.1f}   "
+                  f"CPU-work ratio {ppo_cpu / pvdr_cpu:.2f}x (the model.learn ratio if every core were busy throughout; "
+                  f"{os.cpu_count()} cores)")
 
     # ------------------------------------------------------------------ ms per planning call
     context = tokenizer.encode(np.repeat(first["observation"][None], dynamics.config.m, axis=0))

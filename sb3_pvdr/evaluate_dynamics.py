@@ -13,8 +13,9 @@ Two sources of held-out data, either or both:
   which the last frames of two prior candidates differ) next to the real change of the last frame over the same
   horizon; **plan gain** at N = 4 / 16 / 64: (goal distance of the average candidate - of the chosen z*) /
   (average candidate - the expert's posterior z), goal distance = mean |pixel| difference between the plan's
-  decoded last frame and the goal image (ratio of the means over variants). These are the gates of the shipped
-  models (README). With ``--goal-probe EPISODES``: what the chosen z* tells about the goal (held-out ridge R^2
+  decoded last frame and the goal image (ratio of the means over variants), printed next to the same distance of
+  the last context frame and of the real future's last frame (how far l expert steps move toward the goal image at
+  all). These are the gates of the shipped models (README). With ``--goal-probe EPISODES``: what the chosen z* tells about the goal (held-out ridge R^2
   of the goal position from z*, next to the prior's mean and the expert's posterior z;
   :mod:`sb3_pvdr.planning.goal_probe`). A plan gain > 0 only says the chosen plan's frames are nearer the goal
   image; the probe says whether z* then points the policy at the goal.
@@ -199,6 +200,11 @@ def evaluate_task(model: VisualDynamicsModel, tokenizer: Any, task: str, variant
         goal_px = torch.from_numpy(goal).float() / 255.0
         dist = (tokenizer.decode(last) - goal_px).abs().mean(dim=(1, 2, 3))  # (n_max + 1,)
         add("goal_distance/expert", dist[-1].item())
+        # references without z: the last context frame (no motion) and the real future's last frame (the expert's
+        # own motion, through the tokenizer): is the goal image nearer after l expert steps at all?
+        ref = (tokenizer.decode(torch.stack((x[0, -1], y[0, -1]))) - goal_px).abs().mean(dim=(1, 2, 3))
+        add("goal_distance/context", ref[0].item())
+        add("goal_distance/real", ref[1].item())
         for n in candidates:
             add(f"goal_distance/chosen@{n}", dist[:n].min().item())
             add(f"goal_distance/average@{n}", dist[:n].mean().item())
@@ -227,6 +233,10 @@ def print_task_report(task: str, r: dict[str, Any], candidates: tuple[int, ...])
           + f" (goal distance: expert z {r['goal_distance/expert']:.4f}, "
           + ", ".join(f"chosen@{n} {r[f'goal_distance/chosen@{n}']:.4f} avg {r[f'goal_distance/average@{n}']:.4f}"
                       for n in candidates) + ")")
+    if "goal_distance/real" in r:
+        print(f"  goal distance without z: last context frame {r['goal_distance/context']:.4f}, real future's last frame "
+              f"{r['goal_distance/real']:.4f} (plan gain is undefined where no plan gets nearer the goal than the average "
+              "candidate)")
 
 
 @torch.no_grad()

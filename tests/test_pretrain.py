@@ -290,7 +290,8 @@ def test_evaluate_dynamics_task_report(tmp_path: Path) -> None:
         assert 0.0 <= r[key] <= 1.0
     # more candidates can only bring the chosen plan closer to the goal (nested candidate sets)
     assert r["goal_distance/chosen@4"] <= r["goal_distance/chosen@2"] + 1e-9
-    assert set(r) >= {"plan_gain@2", "plan_gain@4", "goal_distance/expert"}
+    assert set(r) >= {"plan_gain@2", "plan_gain@4", "goal_distance/expert", "goal_distance/real", "goal_distance/context"}
+    assert 0.0 <= r["goal_distance/real"] <= 1.0 and 0.0 <= r["goal_distance/context"] <= 1.0
     with pytest.raises(SystemExit):
         evaluate_dynamics.main(["--model", str(tmp_path / "dyn.pt"), "--tokenizer", str(tmp_path / "tok.pt")])
     with pytest.raises(SystemExit):  # a negative context start
