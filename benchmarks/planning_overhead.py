@@ -47,7 +47,6 @@ import torch  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 from pretrain_throughput import matmul_flops_per_s  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-from rl_zoo3.utils import StoreDict  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from sb3_pvdr.common.errors import ConfigError, cli_entry  # noqa: E402
@@ -59,6 +58,7 @@ from sb3_pvdr.pretrained import resolve  # noqa: E402
 from sb3_pvdr.pvdr import PVDR  # noqa: E402
 from sb3_pvdr.tokenizer.config import TokenizerConfig  # noqa: E402
 from sb3_pvdr.tokenizer.model import VQTokenizer  # noqa: E402
+from sb3_pvdr.zoo import NameStoreDict  # noqa: E402  (train.py's -params: bare model names stay strings)
 
 
 @dataclass
@@ -116,7 +116,7 @@ def parse_args() -> Args:
         default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
         name = "--" + f.name.replace("_", "-")
         if f.name == "pvdr_params":
-            parser.add_argument(name, type=str, nargs="+", action=StoreDict, default=None)
+            parser.add_argument(name, type=str, nargs="+", action=NameStoreDict, default=None)
         elif isinstance(default, list):
             parser.add_argument(name, type=int, nargs="+", default=default)
         elif default is None:
