@@ -308,12 +308,11 @@ def training_steps_per_second(algo: str, env_id: str, rollouts: int, seed: int,
     # CPU time of this process (all its threads): above the stages' sum when idle OpenMP threads spin-wait (try
     # OMP_WAIT_POLICY=PASSIVE where the cores are shared)
     print(f"    {'main process CPU time':<32s}{1000 * cpu / steps:8.2f}")
-    total = cpu
-    if workers_start is not None and workers_end is not None:
-        total += workers_end - workers_start
-        print(f"    {'workers CPU time (env, planning)':<32s}{1000 * (workers_end - workers_start) / steps:8.2f}")
+    workers = None if workers_start is None or workers_end is None else workers_end - workers_start
+    if workers is not None:
+        print(f"    {'workers CPU time (env, planning)':<32s}{1000 * workers / steps:8.2f}")
     env.close()
-    return steps / elapsed, (total / steps if workers_start is not None and workers_end is not None else None)
+    return steps / elapsed, (None if workers is None else (cpu + workers) / steps)
 
 
 @cli_entry
