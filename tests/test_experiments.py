@@ -251,6 +251,23 @@ def test_curve_counts_training_successes_between_evaluations_across_a_resume(tmp
     assert np.isnan(values[0]) and values[1] == 1.0
 
 
+def test_a_half_written_evaluations_file_counts_as_no_evaluations(tmp_path):
+    from sb3_pvdr.experiments.results import read_evaluations
+
+    # EvalCallback rewrites evaluations.npz in place: a reader beside it (or after a kill mid-write) meets a prefix
+    _write_segment(tmp_path / "ppo" / "r_1", [(100, True), (100, False)], [100, 200])
+    (tmp_path / "segments.json").write_text(json.dumps([{"folder": "ppo/r_1", "start": 0}]))
+    path = tmp_path / "ppo" / "r_1" / "evaluations.npz"
+    whole = path.read_bytes()
+    assert [p.timesteps for p in read_curve(tmp_path)] == [100, 200]
+    for cut in (0, len(whole) // 2):
+        path.write_bytes(whole[:cut])
+        assert read_evaluations(path, tries=2, wait=0.0) is None
+        assert read_curve(tmp_path) == [] and latest_checkpoint(tmp_path, evaluated=True) == (0, None)
+    path.write_bytes(whole)
+    assert list(read_evaluations(path)["timesteps"]) == [100, 200]
+
+
 def test_first_success_table_reports_each_seeds_first_successful_training_episode(tmp_path):
     from sb3_pvdr.experiments.results import first_success_step, first_success_table
 

@@ -16,6 +16,8 @@ import os
 import platform
 import re
 import subprocess
+import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -53,6 +55,25 @@ def read_json(path: Path, default: Any) -> Any:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as json, atomically (never a half-written file)."""
     atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def read_evaluations(path: Path, tries: int = 5, wait: float = 0.2) -> Optional[dict[str, np.ndarray]]:
+    """The arrays of an ``evaluations.npz`` (``None``: missing or unreadable).
+
+    SB3's ``EvalCallback`` rewrites the file in place (``np.savez``), so a reader running beside training can meet
+    it half written, and a run killed mid-write leaves it truncated: a failed read is retried ``tries`` times,
+    ``wait`` seconds apart, then counts as no evaluations (a resumed run restarts from an earlier checkpoint).
+    """
+    for attempt in range(tries):
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path) as data:
+                return {key: data[key] for key in data.files}
+        except (EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError):
+            if attempt + 1 < tries:
+                time.sleep(wait)
+    return None
 
 
 def segments(run_dir: Path) -> list[dict[str, Any]]:
@@ -150,12 +171,11 @@ def read_curve(run_dir: Path) -> list[CurvePoint]:
         elif clock is not None:
             offset += float(np.interp(start - clock[0], clock[1], clock[2]))
         clock = (start, steps, times)
-        path = log.folder / "evaluations.npz"
-        if not path.is_file():
+        data = read_evaluations(log.folder / "evaluations.npz")
+        if data is None or "timesteps" not in data or "results" not in data:
             continue
-        with np.load(path) as data:
-            timesteps, results = data["timesteps"], data["results"]
-            successes = data["successes"] if "successes" in data.files and len(data["successes"]) else None
+        timesteps, results = data["timesteps"], data["results"]
+        successes = data["successes"] if "successes" in data and len(data["successes"]) else None
         for j, t in enumerate(timesteps):
             if end is not None and t > end:
                 break
@@ -525,5 +545,5 @@ def machine_info() -> dict[str, Any]:
 
 
 __all__ = ["CURVE_COLUMNS", "DIAGNOSTIC_TAGS", "CurvePoint", "collect_curves", "first_success_step", "first_success_table", "latest_checkpoint",
-           "machine_info", "read_curve", "read_curves_csv", "run_scalars", "scalar_trend", "scalars_table", "segments", "steps_done", "success_table", "value_at", "write_curves_csv",
+           "machine_info", "read_curve", "read_evaluations", "read_curves_csv", "run_scalars", "scalar_trend", "scalars_table", "segments", "steps_done", "success_table", "value_at", "write_curves_csv",
            "write_json_atomic"]
