@@ -260,6 +260,36 @@ def test_goal_term_of_the_prior_loss_reaches_the_prior():
     assert parts0["goal"].item() == 0.0 and loss0.item() == pytest.approx(parts0["kl_prior"].item())
 
 
+def test_goal_term_on_a_subset_of_clips_is_the_subsets_term_and_the_kl_keeps_every_clip():
+    tokenizer, dynamics = tiny_models()
+    x = torch.randint(0, 16, (4, 2, 4, 4))
+    y = torch.randint(0, 16, (4, 3, 4, 4))
+    goals = torch.randint(0, 256, (4, 16, 16, 3), dtype=torch.uint8)
+    torch.manual_seed(0)
+    _, sub = prior_loss(dynamics, tokenizer, x, y, goals, lambda_2=0.8, goal_clips=2)
+    torch.manual_seed(0)
+    _, head = prior_loss(dynamics, tokenizer, x[:2], y[:2], goals[:2], lambda_2=0.8)
+    _, full = prior_loss(dynamics, tokenizer, x, y, goals, lambda_2=0.0)
+    assert sub["goal"].item() == pytest.approx(head["goal"].item(), rel=1e-5)
+    assert sub["kl_prior"].item() == pytest.approx(full["kl_prior"].item(), rel=1e-6)
+    assert sub["kl_prior"].item() != pytest.approx(head["kl_prior"].item(), rel=1e-6)
+    sub["goal"].backward()
+    assert dynamics.prior_head.weight.grad.abs().sum() > 0
+
+
+def test_finetune_goal_clips_reaches_the_prior_loss(monkeypatch):
+    from sb3_pvdr.pvdr import callbacks
+
+    seen = []
+    original = callbacks.prior_loss
+    monkeypatch.setattr(callbacks, "prior_loss", lambda *a, **k: seen.append(a[-1]) or original(*a, **k))
+    model = make_model(finetune_rollouts=1, finetune_batches=1, finetune_goal_clips=3)
+    collect(model)
+    assert seen == [3]
+    with pytest.raises(ConfigError, match="finetune_goal_clips"):
+        make_model(finetune_goal_clips=0)
+
+
 def test_prior_loss_of_a_goal_conditioned_prior_reads_the_goal_images():
     tokenizer, dynamics = tiny_models(prior_goal=True)
     with torch.no_grad():

@@ -81,6 +81,7 @@ def prior_loss(
     distance: str = "mean",
     features: Optional[th.Tensor] = None,
     hindsight_goals: Optional[th.Tensor] = None,
+    goal_clips: Optional[int] = None,
 ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
     """L_prior of eq. (4): KL(P || sg[E]) + ``lambda_2`` * goal distance of the plan decoded from z ~ P.
 
@@ -98,6 +99,8 @@ def prior_loss(
     :param features: ``dynamics.posterior_features(x, y)`` if already computed (E's frozen trunk)
     :param hindsight_goals: tokens ``(b, h, w)`` of the frames the clips' episodes reached (goal-conditioned prior
         only; ``None``: the goal images')
+    :param goal_clips: estimate the goal term on the first this many clips only (``None``: all); the KL term always
+        reads every clip
     :return: loss and ``{"kl_prior", "goal"}``
     """
     n_tokens = y[0].numel()
@@ -114,6 +117,9 @@ def prior_loss(
     kl_prior = dynamics.prior_divergence(p, q).flatten(1).sum(1).mean() / n_tokens
     goal = th.zeros((), device=kl_prior.device)
     if lambda_2 > 0:
+        if goal_clips is not None and goal_clips < x.shape[0]:
+            x, goals = x[:goal_clips], goals[:goal_clips]
+            p = DiagonalGaussian(p.mean[:goal_clips], p.logvar[:goal_clips])
         if conditioned and hindsight_goals is not None:
             p = dynamics.prior(x, goal_image_tokens())  # the plan toward the task's goal
         z = p.sample()
@@ -264,7 +270,7 @@ class DynamicsFineTuneCallback(BaseCallback):
                 x, y, g = batch(idx)
                 with bf16_autocast(model.use_bf16, device):
                     loss, parts = prior_loss(dynamics, tokenizer, x, y, g, model.lambda_2, model.plan_metric,
-                                             model.plan_distance, trunk, hindsight_batch(idx))
+                                             model.plan_distance, trunk, hindsight_batch(idx), model.finetune_goal_clips)
                 model.prior_optimizer.zero_grad()
                 loss.backward(inputs=model.finetuned_parameters("prior"))
                 th.nn.utils.clip_grad_norm_(model.finetuned_parameters("prior"), model.max_grad_norm)

@@ -41,6 +41,7 @@ class FineTunedModel(Protocol):
     finetune_epochs: int
     finetune_batch_size: int
     finetune_batches: Optional[int]
+    finetune_goal_clips: Optional[int]
     use_bf16: bool  # bf16 autocast of the planning models' forward passes (``bf16`` resolved for the device)
 
     def finetuned_parameters(self, group: str) -> list[th.nn.Parameter]:
