@@ -73,7 +73,7 @@ class Args:
     """untimed steps first (allocations, first renders)"""
     n_candidates: int = 4
     """N of the PVDR agent (zoo_configs/pvdr.yml default)"""
-    replan_every: int = 3
+    replan_every: int = 4
     """re-planning interval of the PVDR agent (zoo_configs/pvdr.yml default)"""
     plan_metric: str = "codes"
     """plan distance space of the PVDR agent (zoo_configs/pvdr.yml default); the table shows both"""

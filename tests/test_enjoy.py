@@ -33,7 +33,7 @@ def runs(tmp_path_factory) -> Path:
     tokens = [{"sb3_pvdr.ppo_tokens.TokenGoalWrapper": {"tokenizer": str(tmp / "tok.pt")}}]
     train_main(["--algo", "ppo", *common, *env_kwargs, "image_size:40", *tiny])
     train_main(["--algo", "ppo_tokens", *common, *env_kwargs, "image_size:16", *tiny, f"env_wrapper:{tokens!r}", TINY_POLICY_PARAM])
-    train_main(["--algo", "pvdr", *common, *env_kwargs, "image_size:16", *tiny, "n_candidates:2", f"env_wrapper:{planning!r}", TINY_POLICY_PARAM])
+    train_main(["--algo", "pvdr", *common, *env_kwargs, "image_size:16", *tiny, "n_candidates:2", "replan_every:2", f"env_wrapper:{planning!r}", TINY_POLICY_PARAM])
     return tmp / "logs"
 
 

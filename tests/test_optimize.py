@@ -46,7 +46,7 @@ def test_optimize_runs_two_trials_and_writes_the_study(algo, models, tmp_path, c
     params = ["n_envs:1", "n_steps:16", "batch_size:16"]
     if algo == "pvdr":
         planning = {"sb3_pvdr.planning.PlanningWrapper": {"tokenizer": str(models / "tok.pt"), "dynamics": str(models / "dyn.pt")}}
-        params += [f"env_wrapper:{planning!r}", TINY_POLICY_PARAM]
+        params += [f"env_wrapper:{planning!r}", TINY_POLICY_PARAM, "replan_every:2"]  # the tiny model's l = 3
     if algo == "ppo_tokens":
         params += [f"env_wrapper:{[{'sb3_pvdr.ppo_tokens.TokenGoalWrapper': {'tokenizer': str(models / 'tok.pt')}}]!r}", TINY_POLICY_PARAM]
     main([

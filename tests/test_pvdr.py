@@ -524,7 +524,7 @@ def test_train_py_smoke_and_load_in_a_new_process(tmp_path):
     cmd = [
         sys.executable, "train.py", "--algo", "pvdr", "--env", "reach-v2", "-n", "256", "--log-folder", str(tmp_path / "logs"),
         "--eval-freq", "128", "--eval-episodes", "1", "--save-freq", "128", "--env-kwargs", "image_size:16", "max_episode_steps:60",
-        "-params", "n_envs:1", "n_steps:64", "batch_size:32", "n_epochs:1", "n_candidates:2",
+        "-params", "n_envs:1", "n_steps:64", "batch_size:32", "n_epochs:1", "n_candidates:2", "replan_every:2",  # tiny l = 3
         f"env_wrapper:{wrapper!r}", f"policy_kwargs:{ {'features_extractor_kwargs': TINY_POLICY['features_extractor_kwargs']}!r}",
         f"callback:[{{'sb3_pvdr.pvdr.PlanVideoCallback': {{'every_n_rollouts': 2, 'save_dir': {str(tmp_path / 'videos')!r}}}}}]",
     ]
