@@ -56,6 +56,13 @@ ACT_TARGETS = ("action", "window_mean", "window_mean_rescaled")
 SelfPVDR = TypeVar("SelfPVDR", bound="PVDR")
 
 
+def _positive_or_none(name: str, value: Optional[int], none_means: str) -> Optional[int]:
+    """``value`` as an int >= 1, or ``None``; a one-line :class:`ConfigError` otherwise."""
+    if value is not None and int(value) < 1:
+        raise ConfigError(f"{name} must be >= 1 or None ({none_means}), got {value}")
+    return None if value is None else int(value)
+
+
 class PVDR(PPO):
     """Pre-trained Visual Dynamics Representations (PVDR), online stage: PPO on (x_t, z_t*) with the PVDR reward,
     action alignment and fine-tuning of the pre-trained visual dynamics model.
@@ -201,16 +208,10 @@ class PVDR(PPO):
         self.pretrained = bool(pretrained)
         self.finetune_rollouts, self.align_rollouts = int(finetune_rollouts), int(align_rollouts)
         self.finetune_lr, self.finetune_epochs, self.finetune_batch_size = float(finetune_lr), int(finetune_epochs), int(finetune_batch_size)
-        if finetune_batches is not None and int(finetune_batches) < 1:
-            raise ConfigError(f"finetune_batches must be >= 1 or None (all), got {finetune_batches}")
-        self.finetune_batches = None if finetune_batches is None else int(finetune_batches)
-        if finetune_goal_clips is not None and int(finetune_goal_clips) < 1:
-            raise ConfigError(f"finetune_goal_clips must be >= 1 or None (all), got {finetune_goal_clips}")
-        self.finetune_goal_clips = None if finetune_goal_clips is None else int(finetune_goal_clips)
+        self.finetune_batches = _positive_or_none("finetune_batches", finetune_batches, "all")
+        self.finetune_goal_clips = _positive_or_none("finetune_goal_clips", finetune_goal_clips, "all")
         self.update_on_finetune = bool(update_on_finetune)
-        if acting_threads is not None and int(acting_threads) < 1:
-            raise ConfigError(f"acting_threads must be >= 1 or None (unchanged), got {acting_threads}")
-        self.acting_threads = None if acting_threads is None else int(acting_threads)
+        self.acting_threads = _positive_or_none("acting_threads", acting_threads, "unchanged")
         self._update_threads: Optional[int] = None  # the process's thread count while acting_threads is in force
         resolve_bf16(bf16, "cpu")  # validate before anything is built
         self.bf16 = bf16
